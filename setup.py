@@ -1,0 +1,57 @@
+"""Installable package for permutation-invariant anomaly detection (permutation_ad),
+full-phase-space CATHODE (lhco_fullphase) and their shared diffusion core (shared).
+
+TensorFlow comes through an extra so that CPU machines and GPU clusters each get the right
+wheel: ``pip install -e .[cpu,dev,sim]`` here, ``pip install -e .[gpu,horovod]`` on a cluster.
+TensorFlow-Probability needs ``tf-keras``, whose own requirement would pull a second, GPU
+TensorFlow; ``scripts/install.sh`` therefore adds it with ``--no-deps`` (SPEC §8).
+"""
+from setuptools import find_packages, setup
+
+TF_VERSION = "2.21.0"
+
+setup(
+    name="permutation-invariant-ad",
+    version="0.1.0",
+    description="Diffusion densities of particle sets for anomaly detection (PermutationInvariantAD, "
+    "full-phase-space CATHODE) with TensorFlow/Keras 3",
+    python_requires=">=3.11",
+    packages=find_packages(include=["shared*", "permutation_ad*", "lhco_fullphase*"]),
+    package_data={"permutation_ad": ["configs/*.yaml"], "lhco_fullphase": ["configs/*.yaml"]},
+    install_requires=[
+        "keras==3.15.1",
+        "tensorflow-probability==0.25.0",
+        # numpy<2 keeps energyflow's `wasserstein` dependency importable (its 1.1.0 wheel pins
+        # numpy<2, and 1.0.1 fails to import under numpy 2); TF 2.21 runs on numpy 1.26.
+        "numpy>=1.26,<2",
+        "ml_dtypes>=0.5,<0.6",
+        "scipy>=1.11",
+        "h5py>=3.10",
+        "pandas>=2.1,<3",
+        "tables>=3.9",
+        "scikit-learn>=1.4",
+        "matplotlib>=3.8",
+        "mplhep>=0.3",
+        "fastjet>=3.4.2",
+        "awkward>=2.5",
+        "vector>=1.3",
+        "energyflow==1.4.0",
+        "wasserstein==1.1.0",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "cpu": [f"tensorflow-cpu=={TF_VERSION}"],
+        "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
+        "sim": ["pythia8mc==8.317.2"],
+        # Horovod 0.28.1 needs a one-line patch to build against TF >= 2.6 CPU wheels:
+        # use scripts/install_horovod.sh rather than this extra on a fresh machine.
+        "horovod": ["horovod==0.28.1", "cmake<4"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.2"],
+    },
+    entry_points={
+        "console_scripts": [
+            "generate-data=shared.data.generate:main",
+        ]
+    },
+)
