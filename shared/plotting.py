@@ -1,0 +1,49 @@
+"""Plot style and saving shared by both packages: mplhep CMS-like style, PNG + PDF side by side."""
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLORS = {"qcd": "#3f90da", "top": "#bd1f01", "zprime": "#94a4a2", "standard": "#3f90da",
+          "likelihood": "#ffa90e", "density_ratio": "#832db6", "classifier": "#a96b59"}
+LABELS = {"qcd": "QCD", "top": "Top quark", "zprime": "Z'", "standard": r"$\lambda=\sigma^2$",
+          "likelihood": r"$\lambda=g^2$ (max. likelihood)"}
+
+
+def set_style():
+    """Apply the mplhep style once (falls back to matplotlib defaults if mplhep is missing)."""
+    try:
+        import mplhep as hep
+        plt.style.use(hep.style.CMS)
+    except Exception:  # mplhep is optional for plotting correctness
+        pass
+    plt.rcParams.update({"font.size": 16, "legend.fontsize": 13, "figure.figsize": (8, 6.5)})
+
+
+def figure(ncols=1, **kw):
+    """New styled figure; returns (fig, axes)."""
+    set_style()
+    return plt.subplots(1, ncols, figsize=(8 * ncols, 6.5), **kw)
+
+
+def label_plot(ax, text="Simulation (stand-in data)"):
+    """Small caption in the upper-left corner, stating what the data are."""
+    ax.text(0.02, 1.01, text, transform=ax.transAxes, fontsize=12, va="bottom", ha="left")
+
+
+def save(fig, path_stem):
+    """Save ``path_stem``.png and .pdf (folders created, atomic replace); returns both paths."""
+    os.makedirs(os.path.dirname(os.path.abspath(path_stem)) or ".", exist_ok=True)
+    out = []
+    for ext in ("png", "pdf"):
+        final = f"{path_stem}.{ext}"
+        tmp = f"{path_stem}.tmp.{ext}"
+        fig.savefig(tmp, bbox_inches="tight", dpi=110 if ext == "png" else None)
+        os.replace(tmp, final)
+        out.append(final)
+    plt.close(fig)
+    return out
