@@ -1,0 +1,307 @@
+"""Keras 3 building blocks for score networks over particle sets and fixed-size vectors.
+
+Every set layer takes the padding mask ``(B, P)`` (1 = real element) explicitly; padded slots
+never influence real ones, and the builders return zeros at padded slots.  Networks predict the
+noise ``eps_hat`` (score = -eps_hat / sigma(t)), see docs/ARCHITECTURE.md.
+
+Input naming: models built here name their inputs ``x``, ``t``, ``mask`` and ``cond``.  With
+``cond_dim == 0`` the ``cond`` input is omitted (a zero-width input is not supported by every
+backend op); :func:`call_score_net` / :func:`eps_fn_from_model` feed a model whatever subset of
+``(x, t, mask, cond)`` it declares, so callers never need to special-case this.
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+_LEAKY_SLOPE = 0.01
+
+
+def _leaky(x):
+    return ops.leaky_relu(x, negative_slope=_LEAKY_SLOPE)
+
+
+def _mask3(mask, dtype):
+    """(B, P) mask -> (B, P, 1) in ``dtype``."""
+    return ops.expand_dims(ops.cast(mask, dtype), -1)
+
+
+@keras.saving.register_keras_serializable(package="shared")
+class FourierFeatures(layers.Layer):
+    """Fixed Fourier projection of scalars: (B,) or (B, d) -> (B, 2 * num_frequencies).
+
+    ``kind="gaussian"``: random frequencies ~ N(0, scale^2) (Tancik et al.), fixed by ``seed``.
+    ``kind="sinusoidal"``: geometric frequencies 1 ... ``max_frequency`` (transformer style).
+    """
+
+    def __init__(self, num_frequencies=16, kind="gaussian", scale=16.0, max_frequency=1000.0,
+                 seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in ("gaussian", "sinusoidal"):
+            raise ValueError(f"FourierFeatures: kind must be 'gaussian' or 'sinusoidal', got {kind!r}")
+        self.num_frequencies = int(num_frequencies)
+        self.kind = kind
+        self.scale = float(scale)
+        self.max_frequency = float(max_frequency)
+        self.seed = int(seed)
+
+    def build(self, input_shape):
+        d = 1 if len(input_shape) == 1 else int(input_shape[-1])
+        if self.kind == "gaussian":
+            w = np.random.default_rng(self.seed).normal(0.0, self.scale, (d, self.num_frequencies))
+        else:
+            freqs = np.exp(np.linspace(0.0, math.log(self.max_frequency), self.num_frequencies))
+            w = np.tile(freqs[None, :], (d, 1)) / d
+        self.kernel = self.add_weight(shape=(d, self.num_frequencies), trainable=False,
+                                      initializer=keras.initializers.Constant(w.astype("float32")),
+                                      name="frequencies")
+
+    def call(self, x):
+        x = ops.cast(x, self.compute_dtype)
+        if len(x.shape) == 1:
+            x = ops.expand_dims(x, -1)
+        proj = 2.0 * math.pi * ops.matmul(x, ops.cast(self.kernel, x.dtype)) if self.kind == "gaussian" \
+            else ops.matmul(x, ops.cast(self.kernel, x.dtype))
+        return ops.concatenate([ops.sin(proj), ops.cos(proj)], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "num_frequencies": self.num_frequencies, "kind": self.kind,
+                "scale": self.scale, "max_frequency": self.max_frequency, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="shared")
+class TimeEmbedding(layers.Layer):
+    """Diffusion time t (B,) -> (B, dim): Fourier features then two Dense layers."""
+
+    def __init__(self, dim=64, num_frequencies=16, kind="gaussian", scale=16.0, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+        self.num_frequencies = int(num_frequencies)
+        self.kind = kind
+        self.scale = float(scale)
+        self.seed = int(seed)
+        self.fourier = FourierFeatures(num_frequencies, kind=kind, scale=scale, seed=seed)
+        self.dense1 = layers.Dense(self.dim)
+        self.dense2 = layers.Dense(self.dim)
+
+    def build(self, input_shape):
+        self.fourier.build(input_shape)
+        self.dense1.build((None, 2 * self.num_frequencies))
+        self.dense2.build((None, self.dim))
+
+    def call(self, t):
+        return self.dense2(_leaky(self.dense1(self.fourier(t))))
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "num_frequencies": self.num_frequencies,
+                "kind": self.kind, "scale": self.scale, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="shared")
+class MaskedMeanPool(layers.Layer):
+    """Mean over real elements: (B, P, W), mask (B, P) -> (B, W); an empty set pools to 0."""
+
+    def call(self, x, mask):
+        m = _mask3(mask, x.dtype)
+        return ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="shared")
+class TileCondition(layers.Layer):
+    """Tile a per-set vector (B, C) over the set of ``x`` (B, P, .) -> (B, P, C)."""
+
+    def call(self, cond, x):
+        p = ops.shape(x)[1]
+        return ops.repeat(ops.expand_dims(cond, 1), p, axis=1)
+
+
+@keras.saving.register_keras_serializable(package="shared")
+class SetAttentionBlock(layers.Layer):
+    """Pre-LN transformer block over a padded set.
+
+    x <- x + MHA(LN(x)) with keys restricted to real elements; x <- x + FFN(LN(x)); the output is
+    zeroed at padded slots.  A padded query may attend to itself only, so fully padded rows (and
+    empty sets) give finite values instead of a softmax over nothing.
+    """
+
+    def __init__(self, width=128, num_heads=2, ffn_dim=512, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.width = int(width)
+        self.num_heads = int(num_heads)
+        self.ffn_dim = int(ffn_dim)
+        self.dropout = float(dropout)
+        self.norm1 = layers.LayerNormalization(epsilon=1e-6)
+        self.attn = layers.MultiHeadAttention(num_heads=self.num_heads,
+                                              key_dim=max(self.width // self.num_heads, 1),
+                                              dropout=self.dropout)
+        self.norm2 = layers.LayerNormalization(epsilon=1e-6)
+        self.ffn1 = layers.Dense(self.ffn_dim)
+        self.ffn2 = layers.Dense(self.width)
+        self.drop = layers.Dropout(self.dropout)
+
+    def build(self, input_shape):
+        self.norm1.build(input_shape)
+        self.attn.build(input_shape, input_shape)
+        self.norm2.build(input_shape)
+        self.ffn1.build(input_shape)
+        self.ffn2.build(tuple(input_shape[:-1]) + (self.ffn_dim,))
+
+    def call(self, x, mask, training=None):
+        m = ops.cast(mask, "bool")
+        p = ops.shape(x)[1]
+        eye = ops.cast(ops.eye(p), "bool")[None]
+        attn_mask = ops.logical_or(ops.logical_and(m[:, :, None], m[:, None, :]), eye)
+        h = self.norm1(x)
+        x = x + self.attn(h, h, attention_mask=attn_mask, training=training)
+        h = self.ffn2(self.drop(_leaky(self.ffn1(self.norm2(x))), training=training))
+        return (x + h) * _mask3(mask, x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width, "num_heads": self.num_heads,
+                "ffn_dim": self.ffn_dim, "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(package="shared")
+class ResidualDense(layers.Layer):
+    """x + Dense(act(Dense(LN(x)) + Dense(context))): residual MLP block with optional context."""
+
+    def __init__(self, width=256, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.width = int(width)
+        self.dropout = float(dropout)
+        self.norm = layers.LayerNormalization(epsilon=1e-6)
+        self.dense1 = layers.Dense(self.width)
+        self.context_proj = layers.Dense(self.width, use_bias=False)
+        self.dense2 = layers.Dense(self.width)
+        self.drop = layers.Dropout(self.dropout)
+
+    def build(self, x_shape, context_shape=None):
+        self.norm.build(x_shape)
+        self.dense1.build(x_shape)
+        self.dense2.build(tuple(x_shape[:-1]) + (self.width,))
+        if context_shape is not None:
+            self.context_proj.build(context_shape)
+
+    def call(self, x, context=None, training=None):
+        h = self.dense1(self.norm(x))
+        if context is not None:
+            h = h + self.context_proj(context)
+        return x + self.dense2(self.drop(_leaky(h), training=training))
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width, "dropout": self.dropout}
+
+
+# ---------------------------------------------------------------------------------------------
+# Builders
+# ---------------------------------------------------------------------------------------------
+
+def _set_trunk(x, mask, context, width, num_blocks, num_heads, ffn_dim, dropout, name):
+    """Per-element embedding + tiled context + DeepSets summary + transformer blocks -> (B,P,W)."""
+    h = _leaky(layers.Dense(width, name=f"{name}_embed")(x))
+    if context is not None:
+        h = ops.concatenate([h, TileCondition(name=f"{name}_tile")(context, h)], axis=-1)
+        h = _leaky(layers.Dense(width, name=f"{name}_mix")(h))
+    pooled = MaskedMeanPool(name=f"{name}_pool")(h, mask)
+    h = ops.concatenate([h, TileCondition(name=f"{name}_tile_pool")(pooled, h)], axis=-1)
+    h = layers.Dense(width, name=f"{name}_deepsets")(h) * _mask3(mask, h.dtype)
+    for i in range(num_blocks):
+        h = SetAttentionBlock(width, num_heads, ffn_dim, dropout, name=f"{name}_block{i}")(h, mask)
+    return h
+
+
+def _context(t, cond, time_embed_dim, width, name):
+    parts = []
+    if t is not None:
+        parts.append(TimeEmbedding(time_embed_dim, name=f"{name}_time")(t))
+    if cond is not None:
+        parts.append(cond)
+    if not parts:
+        return None
+    c = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
+    return _leaky(layers.Dense(width, name=f"{name}_context")(c))
+
+
+def build_set_score_net(num_features, cond_dim=0, width=128, num_blocks=6, num_heads=2,
+                        ffn_dim=512, time_embed_dim=64, dropout=0.0, num_slots=None,
+                        name="set_score_net"):
+    """Permutation-equivariant noise predictor over padded sets.
+
+    Inputs ``[x (B,P,F), t (B,), mask (B,P)] + [cond (B,C)]`` (cond only if ``cond_dim > 0``);
+    output eps_hat (B,P,F), exactly 0 at padded slots.  ``num_slots`` may fix P (None = any).
+    """
+    x = keras.Input((num_slots, num_features), name="x")
+    t = keras.Input((), name="t")
+    mask = keras.Input((num_slots,), name="mask")
+    cond = keras.Input((cond_dim,), name="cond") if cond_dim > 0 else None
+    context = _context(t, cond, time_embed_dim, width, name)
+    h = _set_trunk(x, mask, context, width, num_blocks, num_heads, ffn_dim, dropout, name)
+    h = layers.LayerNormalization(epsilon=1e-6, name=f"{name}_out_norm")(h)
+    out = layers.Dense(num_features, name=f"{name}_out")(h) * _mask3(mask, h.dtype)
+    inputs = [x, t, mask] + ([cond] if cond is not None else [])
+    return keras.Model(inputs, out, name=name)
+
+
+def build_set_classifier(num_features, cond_dim=0, width=128, num_blocks=6, num_heads=2,
+                         ffn_dim=512, head_width=128, dropout=0.0, num_slots=None,
+                         name="set_classifier"):
+    """Same backbone as :func:`build_set_score_net` (no time) + masked mean pooling after the
+    last transformer block + Dense(head_width, LeakyReLU) + Dense(1, sigmoid).
+
+    Inputs ``[x, mask] + [cond]``; output (B, 1) probability; permutation invariant.
+    """
+    x = keras.Input((num_slots, num_features), name="x")
+    mask = keras.Input((num_slots,), name="mask")
+    cond = keras.Input((cond_dim,), name="cond") if cond_dim > 0 else None
+    context = _context(None, cond, 0, width, name)
+    h = _set_trunk(x, mask, context, width, num_blocks, num_heads, ffn_dim, dropout, name)
+    pooled = MaskedMeanPool(name=f"{name}_head_pool")(h, mask)
+    h = _leaky(layers.Dense(head_width, name=f"{name}_head")(pooled))
+    out = layers.Dense(1, activation="sigmoid", name=f"{name}_out")(h)
+    inputs = [x, mask] + ([cond] if cond is not None else [])
+    return keras.Model(inputs, out, name=name)
+
+
+def build_vector_score_net(num_features, cond_dim=0, width=256, num_blocks=4, time_embed_dim=64,
+                           dropout=0.0, name="vector_score_net"):
+    """Residual MLP noise predictor for fixed-size vectors.
+
+    Inputs ``[x (B,F), t (B,)] + [cond (B,C)]`` (no mask: every feature is real); output (B,F).
+    """
+    x = keras.Input((num_features,), name="x")
+    t = keras.Input((), name="t")
+    cond = keras.Input((cond_dim,), name="cond") if cond_dim > 0 else None
+    context = _context(t, cond, time_embed_dim, width, name)
+    h = layers.Dense(width, name=f"{name}_embed")(x)
+    for i in range(num_blocks):
+        h = ResidualDense(width, dropout, name=f"{name}_block{i}")(h, context)
+    h = layers.LayerNormalization(epsilon=1e-6, name=f"{name}_out_norm")(h)
+    out = layers.Dense(num_features, name=f"{name}_out")(_leaky(h))
+    inputs = [x, t] + ([cond] if cond is not None else [])
+    return keras.Model(inputs, out, name=name)
+
+
+def call_score_net(net, x, t, mask=None, cond=None, training=False):
+    """Call a model built here with the subset of (x, t, mask, cond) it declares."""
+    available = {"x": x, "t": t, "mask": mask, "cond": cond}
+    args = []
+    for inp in net.inputs:
+        key = inp.name.split(":")[0]
+        if key not in available:
+            raise ValueError(f"score net {net.name!r}: unknown input {key!r} "
+                             "(expected names x, t, mask, cond)")
+        if available[key] is None:
+            raise ValueError(f"score net {net.name!r} needs input {key!r} but None was given")
+        args.append(available[key])
+    return net(args, training=training)
+
+
+def eps_fn_from_model(net, training=False):
+    """Wrap a score model as the ``eps_fn(x_t, t, mask, cond)`` callable of the contract."""
+    def eps_fn(x_t, t, mask, cond):
+        return call_score_net(net, x_t, t, mask, cond, training=training)
+    return eps_fn
