@@ -1,0 +1,139 @@
+"""Log-likelihood of sets (or vectors) through the probability-flow ODE (paper Eq. 3-4).
+
+log p_eps(x) = log p_1(x(1)) + ∫_eps^1 ∇·f̃(x(t), t) dt,   f̃ = f(t) x − ½ g(t)² s(x, t),
+s = −eps_hat / σ(t).  The ODE for the flattened state [x, Δlogp] of a whole batch is integrated
+with SciPy ``solve_ivp``; drift and divergence come from one ``tf.function``.  Only real elements
+count: the probe, the divergence and the prior are masked.  Units are those of the model inputs.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+from scipy.integrate import solve_ivp
+from tqdm.auto import tqdm
+
+DIVERGENCES = ("hutchinson", "exact")
+PROBES = ("gaussian", "rademacher")
+
+
+class LikelihoodResult(NamedTuple):
+    logp: np.ndarray              # (B,) float64, log-density in model-input units
+    nfe: int                      # drift+divergence evaluations summed over chunks
+    latent: np.ndarray | None     # x(1), same shape as x, if requested
+
+
+def _make_ode_fn(eps_fn, sde, divergence, vector_input):
+    """tf.function (x, t, mask, cond, probe) -> (f̃ masked, divergence (B,))."""
+
+    def drift(x, t_vec, mask, cond):
+        call_x = x[:, 0, :] if vector_input else x
+        eps_hat = eps_fn(call_x, t_vec, None if vector_input else mask, cond)
+        if vector_input:
+            eps_hat = eps_hat[:, None, :]
+        _, sigma = sde.marginal(t_vec[:1])
+        g2 = sde.g2(t_vec[:1])
+        f = sde.drift(x, t_vec[0]) + 0.5 * g2[0] * eps_hat / sigma[0]
+        return f * tf.expand_dims(mask, -1)
+
+    @tf.function(reduce_retracing=True)
+    def hutchinson(x, t, mask, cond, probe):
+        t_vec = tf.fill([tf.shape(x)[0]], t)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            f = drift(x, t_vec, mask, cond)
+            fp = tf.reduce_sum(f * probe)
+        grad = tape.gradient(fp, x)
+        return f, tf.reduce_sum(grad * probe, axis=[1, 2])
+
+    @tf.function(reduce_retracing=True)
+    def exact(x, t, mask, cond, probe):
+        del probe
+        b, p, nf = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+        t_vec = tf.fill([b], t)
+        x_flat = tf.reshape(x, [b, -1])
+        with tf.GradientTape() as tape:
+            tape.watch(x_flat)
+            f = drift(tf.reshape(x_flat, [b, p, nf]), t_vec, mask, cond)
+            f_flat = tf.reshape(f, [b, -1])
+        jac = tape.batch_jacobian(f_flat, x_flat)          # sets are independent in a batch
+        real = tf.reshape(tf.repeat(mask, nf, axis=1), [b, -1])
+        return f, tf.reduce_sum(tf.linalg.diag_part(jac) * real, axis=1)
+
+    return hutchinson if divergence == "hutchinson" else exact
+
+
+def log_likelihood(eps_fn, x, mask, cond, sde, *, divergence="hutchinson", probe="gaussian",
+                   rtol=1e-4, atol=1e-5, method="RK45", t_eps=1e-5, seed=None, batch_size=None,
+                   return_latent=False, progress=False) -> LikelihoodResult:
+    """log p(x) per set, integrating the probability-flow ODE from ``t_eps`` to 1.
+
+    x (B,P,F) with mask (B,P) (None = all real), or x (B,F) for vector models (mask ignored).
+    ``divergence="hutchinson"`` draws one probe per set per ODE solve (Skilling-Hutchinson,
+    unbiased for the trace); ``"exact"`` takes the trace of the per-set Jacobian (cost ∝ P·F).
+    Deterministic given ``seed``.  ``batch_size`` sets per ODE solve (None = all at once).
+    """
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"log_likelihood: divergence must be one of {DIVERGENCES}, got {divergence!r}")
+    if probe not in PROBES:
+        raise ValueError(f"log_likelihood: probe must be one of {PROBES}, got {probe!r}")
+    x = np.asarray(x, dtype=np.float64)
+    vector_input = x.ndim == 2
+    x3 = x[:, None, :] if vector_input else x
+    if x3.ndim != 3:
+        raise ValueError(f"log_likelihood: x must be (B,P,F) or (B,F), got shape {x.shape}")
+    n, p, nf = x3.shape
+    if vector_input or mask is None:
+        m = np.ones((n, p), dtype=np.float64)
+    else:
+        m = np.asarray(mask, dtype=np.float64)
+        if m.shape != (n, p):
+            raise ValueError(f"log_likelihood: mask shape {m.shape} does not match x {x.shape}")
+    x3 = x3 * m[..., None]
+    cond_arr = None if cond is None else np.asarray(cond, dtype=np.float32)
+    ode_fn = _make_ode_fn(eps_fn, sde, divergence, vector_input)
+    rng = np.random.default_rng(seed)
+    bs = n if not batch_size else int(batch_size)
+
+    logp = np.empty(n, dtype=np.float64)
+    latent = np.empty_like(x3) if return_latent else None
+    nfe = 0
+    starts = range(0, n, bs)
+    for start in tqdm(starts, desc="log-likelihood", disable=not progress):
+        sl = slice(start, min(start + bs, n))
+        xb, mb = x3[sl], m[sl]
+        b = xb.shape[0]
+        mask_tf = tf.constant(mb, tf.float32)
+        cond_tf = None if cond_arr is None else tf.constant(cond_arr[sl])
+        if divergence == "hutchinson":
+            if probe == "gaussian":
+                z = rng.standard_normal(xb.shape)
+            else:
+                z = rng.choice([-1.0, 1.0], size=xb.shape)
+            probe_tf = tf.constant(z * mb[..., None], tf.float32)
+        else:
+            probe_tf = tf.zeros([1, 1, 1], tf.float32)
+        n_state = b * p * nf
+
+        def rhs(t, y, xb_shape=xb.shape, mask_tf=mask_tf, cond_tf=cond_tf, probe_tf=probe_tf,
+                n_state=n_state):
+            xt = tf.constant(y[:n_state].reshape(xb_shape), tf.float32)
+            f, div = ode_fn(xt, tf.constant(t, tf.float32), mask_tf, cond_tf, probe_tf)
+            return np.concatenate([f.numpy().astype(np.float64).ravel(),
+                                   div.numpy().astype(np.float64)])
+
+        y0 = np.concatenate([xb.ravel(), np.zeros(b)])
+        sol = solve_ivp(rhs, (t_eps, 1.0), y0, method=method, rtol=rtol, atol=atol)
+        if not sol.success:
+            raise RuntimeError(f"log_likelihood: ODE solver failed: {sol.message}")
+        y1 = sol.y[:, -1]
+        z1 = y1[:n_state].reshape(xb.shape) * mb[..., None]
+        delta = y1[n_state:]
+        logp[sl] = sde.prior_logp(z1, mb) + delta
+        nfe += int(sol.nfev)
+        if return_latent:
+            latent[sl] = z1
+    if return_latent and vector_input:
+        latent = latent[:, 0, :]
+    return LikelihoodResult(logp=logp, nfe=nfe, latent=latent)
