@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zlib
 
 import h5py
 import numpy as np
@@ -120,11 +121,16 @@ class Standardizer:
         self.j_mean, self.j_std = np.asarray(j_mean, np.float64), np.asarray(j_std, np.float64)
 
     @classmethod
-    def fit(cls, constituents, mask, jets, min_std=1e-6):
+    def fit(cls, constituents, mask, jets, dequantized_columns=(), min_std=1e-6):
+        """Masked statistics; a dequantised column's variance includes the U(0,1) noise (+1/12)."""
         m = np.asarray(mask, bool)
         real = np.asarray(constituents, np.float64)[m]
         j = np.asarray(jets, np.float64)
-        return cls(real.mean(0), np.maximum(real.std(0), min_std), j.mean(0), np.maximum(j.std(0), min_std))
+        j_var = j.var(0)
+        for c in dequantized_columns:
+            j_var[c] += 1.0 / 12.0
+        return cls(real.mean(0), np.maximum(real.std(0), min_std), j.mean(0),
+                   np.maximum(np.sqrt(j_var), min_std))
 
     def transform(self, constituents, mask, jets):
         m = np.asarray(mask, bool)[..., None]
@@ -250,3 +256,120 @@ def read_p4(path, start=0, stop=None):
     from shared.data.toptag import read_toptag
     d = read_toptag(path, start=start, stop=stop)
     return np.asarray(d["p4"]), np.asarray(d["label"])
+
+
+# ---------------------------------------------------------------- prepare stage
+
+SPLITS = (("qcd", "train"), ("qcd", "val"), ("qcd", "test"),
+          ("top", "train"), ("top", "val"), ("top", "test"), ("zprime", "test"))
+_SYNTH_PRONGS = {"qcd": 1, "top": 3, "zprime": 2}
+_LABEL = {"qcd": 0, "top": 1, "zprime": 1}
+
+
+def processed_path(data_dir, sample, split):
+    return os.path.join(data_dir, "processed", f"{sample}_{split}.h5")
+
+
+def _split_size(dcfg, sample, split):
+    return dcfg.get("n_zprime") if sample == "zprime" else dcfg.get(f"n_{split}")
+
+
+def _raw_p4(dcfg, data_dir, sample, split, n, seed, source_desc):
+    """Four-momenta of one (sample, split) from the configured source."""
+    src = dcfg.get("source", "embedded")
+    if src == "synthetic":
+        return synthetic_p4(n, 200, _SYNTH_PRONGS[sample], seed)
+    if src == "files":
+        files = dcfg.get("files") or {}
+        key = "zprime" if sample == "zprime" else split
+        path = files.get(key)
+        if not path:
+            raise DataError(source_desc, f"data.files.{key}", "path required for data.source=files")
+        if not os.path.isabs(path):
+            path = os.path.join(data_dir, path)
+        p4, label = read_p4(path)
+        if sample != "zprime":
+            p4 = p4[label == _LABEL[sample]]
+        return p4[:n] if n else p4
+    if src == "embedded":
+        return _embedded_p4(data_dir, sample, split, n, seed, dcfg)
+    raise DataError(source_desc, "data.source", f"{src!r} not in embedded|files|synthetic")
+
+
+def _embedded_p4(data_dir, sample, split, n, seed, dcfg):
+    """Generated stand-in jets (shared.data.embedded), one independent file per split."""
+    from shared.data.embedded import ensure_embedded
+    kind = "zprime" if sample == "zprime" else "toptag"
+    raw_dir = os.path.join(data_dir, "raw")
+    # each split is its own generation (own seed) -> no train/test overlap
+    split_seed = seed * 100 + {"train": 1, "val": 2, "test": 3}[split]
+    if kind == "toptag":
+        path = ensure_embedded(kind, os.path.join(raw_dir, split), 2 * n, split_seed,
+                               workers=dcfg.get("workers", 1))
+    else:
+        path = ensure_embedded(kind, os.path.join(raw_dir, split), n, split_seed,
+                               workers=dcfg.get("workers", 1))
+    p4, label = read_p4(str(path))
+    if kind == "toptag":
+        p4 = p4[label == _LABEL[sample]]
+    return p4[:n]
+
+
+def prepare(cfg, data_dir, source_desc="<config>", progress=True):
+    """Build (or reuse) the processed HDF5 files of every split; returns {(sample, split): path}."""
+    dcfg = cfg["data"]
+    seed = int(cfg.get("seed", 0))
+    attrs_common = {"num_particles": int(dcfg["num_particles"]),
+                    "particle_pt_feature": dcfg.get("particle_pt_feature", "log_pt"),
+                    "jet_features": list(dcfg.get("jet_features", ["eta", "mass", "n"])),
+                    "source": dcfg.get("source", "embedded"), "seed": seed}
+    out = {}
+    from tqdm.auto import tqdm
+    for sample, split in tqdm(SPLITS, desc="prepare data", disable=not progress):
+        path = processed_path(data_dir, sample, split)
+        n = _split_size(dcfg, sample, split)
+        attrs = dict(attrs_common, sample=sample, split=split, n_requested=-1 if n is None else int(n),
+                     particle_features=["deta", "dphi", attrs_common["particle_pt_feature"]],
+                     n_dequantisation="jets[:, n] = kept multiplicity + 0.5 (bin centre)")
+        if os.path.exists(path) and _attrs_match(path, attrs):
+            out[(sample, split)] = path
+            continue
+        p4 = _raw_p4(dcfg, data_dir, sample, split, n, seed + zlib.crc32(f"{sample}/{split}".encode()) % 1000, source_desc)
+        feats = jet_features(p4, attrs["num_particles"], attrs["particle_pt_feature"],
+                             attrs["jet_features"], path=source_desc)
+        write_processed(path, feats["constituents"], feats["mask"], feats["jets"],
+                        np.full(len(p4), _LABEL[sample], np.int8), attrs)
+        out[(sample, split)] = path
+    return out
+
+
+def _attrs_match(path, attrs):
+    try:
+        with h5py.File(path, "r") as f:
+            stored = dict(f.attrs)
+    except OSError:
+        return False
+    if "attrs_json" in stored:  # shared.data.processed keeps the attributes as one JSON string
+        raw = stored["attrs_json"]
+        stored = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    for k, v in attrs.items():
+        s = stored.get(k)
+        if isinstance(v, (list, dict)):
+            try:
+                s = json.loads(s) if isinstance(s, (str, bytes)) else list(s)
+            except (TypeError, ValueError):
+                return False
+        elif isinstance(s, bytes):
+            s = s.decode()
+        if hasattr(s, "item"):
+            s = s.item()
+        if s != v and not (isinstance(s, (list, tuple)) and list(s) == v):
+            return False
+    return True
+
+
+def load_split(data_dir, sample, split, limit=None):
+    """dict(constituents, mask, jets, label) of a processed split (first ``limit`` jets)."""
+    d = read_processed(processed_path(data_dir, sample, split))
+    sl = slice(None) if limit is None else slice(0, int(limit))
+    return {k: np.asarray(d[k])[sl] for k in ("constituents", "mask", "jets", "label")}

@@ -20,15 +20,20 @@ from shared import losses as shared_losses
 from shared import sde as shared_sde
 
 
+def _as_one_element_set(vector_net, num_features):
+    """Wrap a vector score net (x (B,F), t) as a set net over one element ([x (B,1,F), t, mask])
+    so the jet features share the set code paths (loss, likelihood, prior) with the particles."""
+    x = keras.Input((1, num_features), name="x")
+    t = keras.Input((), name="t")
+    mask = keras.Input((1,), name="mask")
+    out = vector_net([keras.ops.reshape(x, (-1, num_features)), t])
+    out = keras.ops.expand_dims(out, 1) * keras.ops.expand_dims(mask, -1)
+    return keras.Model([x, t, mask], out, name="jet_score_set_net")
+
+
 def make_sde(cfg):
-    """SDE from config ``{name: vpsde|cosine, ...params}`` (paper: VP-SDE β 0.1 → 20)."""
-    cfg = dict(cfg or {})
-    name = cfg.pop("name", "vpsde").lower()
-    if name == "vpsde":
-        return shared_sde.VPSDE(**cfg)
-    if name in ("cosine", "cosinelogsnr"):
-        return shared_sde.CosineLogSNR(**cfg)
-    raise ValueError(f"config field 'model.sde.name': unknown schedule {name!r} (vpsde|cosine)")
+    """SDE from config ``{name: vpsde|cosine_logsnr, ...}`` (paper: VP-SDE, β 0.1 → 20)."""
+    return shared_sde.make_sde(dict(cfg or {"name": "vpsde"}))
 
 
 class JetDensityModel(keras.Model):
@@ -47,18 +52,16 @@ class JetDensityModel(keras.Model):
         p, j = cfg["particle_net"], cfg["jet_net"]
         self.particle_net = shared_layers.build_set_score_net(
             num_features=num_particle_features, cond_dim=num_jet_features, width=p["width"],
-            num_blocks=p["num_blocks"], num_heads=p["num_heads"], ffn_dim=p["ffn_dim"])
-        self.jet_net = shared_layers.build_vector_score_net(
-            num_features=num_jet_features, cond_dim=0, width=j["width"], num_blocks=j["num_blocks"])
+            num_blocks=p["num_blocks"], num_heads=p["num_heads"], ffn_dim=p["ffn_dim"],
+            name="particle_score_net")
+        self.jet_net = _as_one_element_set(shared_layers.build_vector_score_net(
+            num_features=num_jet_features, cond_dim=0, width=j["width"], num_blocks=j["num_blocks"],
+            name="jet_score_net"), num_jet_features)
         # dequantisation of the multiplicity column, in standardised units (see data.py)
         dq = np.zeros((num_jet_features,), np.float32)
         if n_column is not None:
             dq[n_column] = n_bin_width
         self._dequant = tf.constant(dq)
-
-    # the vector net sees the jet features as a "set" of one element
-    def _jet_inputs(self, jets):
-        return jets[:, None, :], tf.ones_like(jets[:, :1])
 
     def compute_batch_loss(self, batch, training=True):
         """Jet DSM loss + particle DSM loss (weighting from config)."""
@@ -66,23 +69,18 @@ class JetDensityModel(keras.Model):
         mask = tf.cast(batch["mask"], tf.float32)
         jets = tf.convert_to_tensor(batch["jets"], tf.float32)
         u = tf.random.uniform(tf.shape(jets)[:1])[:, None] - 0.5
-        jets_dq = jets + u * self._dequant
-        jx, jmask = self._jet_inputs(jets_dq)
-        jet_loss = shared_losses.dsm_loss(self._jet_net_call, jx, jmask, None, self.sde,
-                                          weighting=self.weighting, training=training)
+        jets_dq = (jets + u * self._dequant)[:, None, :]
+        jet_loss = shared_losses.dsm_loss(self.jet_net, jets_dq, tf.ones_like(jets_dq[..., 0]), None,
+                                          self.sde, weighting=self.weighting, training=training)
         part_loss = shared_losses.dsm_loss(self.particle_net, cons, mask, jets, self.sde,
                                            weighting=self.weighting, training=training)
         return jet_loss + part_loss
-
-    def _jet_net_call(self, inputs, training=False):
-        x, t, mask, _ = inputs
-        return self.jet_net([x[:, 0, :], t, mask, None], training=training)[:, None, :]
 
     def call(self, inputs, training=False):
         cons, mask, jets = inputs
         t = tf.fill(tf.shape(jets)[:1], 0.5)
         return (self.particle_net([cons, t, mask, jets], training=training),
-                self.jet_net([jets, t, tf.ones_like(jets[:, :1]), None], training=training))
+                self.jet_net([jets[:, None, :], t, tf.ones_like(jets[:, :1])], training=training))
 
     # ------------------------------------------------------------------ likelihood
     def eps_fns(self):
@@ -95,7 +93,7 @@ class JetDensityModel(keras.Model):
 
         @tf.function(reduce_retracing=True)
         def jet_eps(x, t, mask, cond):
-            return jnet([x[:, 0, :], t, mask, None], training=False)[:, None, :]
+            return jnet([x, t, mask], training=False)
 
         return particle_eps, jet_eps
 

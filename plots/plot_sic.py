@@ -17,39 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 from shared import metrics, plotting  # noqa: E402
-
-
-def load_predictions(path):
-    """{method: (labels, scores)} from one prediction file; one clear error on bad input."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: prediction file does not exist")
-    with np.load(path, allow_pickle=False) as d:
-        names = sorted(k[len("scores_"):] for k in d.files if k.startswith("scores_"))
-        if not names:
-            raise ValueError(f"{path}: field 'scores_*': no arrays named scores_<method>")
-        out = {}
-        for n in names:
-            if f"labels_{n}" not in d.files:
-                raise ValueError(f"{path}: field 'labels_{n}': missing (needed for scores_{n})")
-            lab, sc = np.asarray(d[f"labels_{n}"]), np.asarray(d[f"scores_{n}"])
-            if lab.shape != sc.shape or lab.ndim != 1:
-                raise ValueError(f"{path}: field 'labels_{n}': shape {lab.shape} != scores {sc.shape}")
-            out[n] = (lab, sc)
-    return out
-
-
-def save_predictions(path, curves, title=None):
-    """Write ``{method: (labels, scores)}`` in the format above (atomic)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    arrays = {}
-    for n, (lab, sc) in curves.items():
-        arrays[f"labels_{n}"] = np.asarray(lab)
-        arrays[f"scores_{n}"] = np.asarray(sc, np.float64)
-    if title is not None:
-        arrays["title"] = np.asarray(title)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+from shared.plotting import load_predictions, save_predictions  # noqa: E402,F401
 
 
 def plot_sic(files, out_stem, min_background=10, labels=None, ax=None, styles=None):

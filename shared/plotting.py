@@ -1,7 +1,10 @@
-"""Plot style and saving shared by both packages: mplhep CMS-like style, PNG + PDF side by side."""
+"""Plot style and saving shared by both packages (mplhep style, PNG + PDF side by side) and the
+prediction-file format (npz of labels + scores per method) that plots/plot_sic.py draws."""
 from __future__ import annotations
 
 import os
+
+import numpy as np
 
 import matplotlib
 
@@ -47,3 +50,40 @@ def save(fig, path_stem):
         out.append(final)
     plt.close(fig)
     return out
+
+
+# Prediction files (.npz) read by plots/plot_sic.py: for every method M, 1-D arrays
+# `scores_M` (higher = more signal-like) and `labels_M` (1 = signal, 0 = background); optional
+# 0-d string `title`.
+
+def load_predictions(path):
+    """{method: (labels, scores)} from one prediction file; one clear error on bad input."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: prediction file does not exist")
+    with np.load(path, allow_pickle=False) as d:
+        names = sorted(k[len("scores_"):] for k in d.files if k.startswith("scores_"))
+        if not names:
+            raise ValueError(f"{path}: field 'scores_*': no arrays named scores_<method>")
+        out = {}
+        for n in names:
+            if f"labels_{n}" not in d.files:
+                raise ValueError(f"{path}: field 'labels_{n}': missing (needed for scores_{n})")
+            lab, sc = np.asarray(d[f"labels_{n}"]), np.asarray(d[f"scores_{n}"])
+            if lab.shape != sc.shape or lab.ndim != 1:
+                raise ValueError(f"{path}: field 'labels_{n}': shape {lab.shape} != scores {sc.shape}")
+            out[n] = (lab, sc)
+    return out
+
+
+def save_predictions(path, curves, title=None):
+    """Write ``{method: (labels, scores)}`` in the format above (atomic)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    arrays = {}
+    for n, (lab, sc) in curves.items():
+        arrays[f"labels_{n}"] = np.asarray(lab)
+        arrays[f"scores_{n}"] = np.asarray(sc, np.float64)
+    if title is not None:
+        arrays["title"] = np.asarray(title)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
