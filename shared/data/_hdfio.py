@@ -1,0 +1,85 @@
+"""Small HDF5 helpers shared by the format modules: opening with clear errors, atomic writes,
+the metadata attribute and the `pandas_version` pitfall (SPEC §1.3b)."""
+import contextlib
+import json
+import os
+import warnings
+
+import pandas as pd
+import tables
+
+from .errors import DataFormatError
+
+METADATA_ATTR = "generator_metadata"
+# pandas >= 3 stops writing this attribute and pandas 2 then refuses `format='table'` files.
+PANDAS_VERSION_ATTR = "0.15.2"
+
+
+def require_file(path):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataFormatError(path, "file", "no such file")
+    return path
+
+
+@contextlib.contextmanager
+def open_store(path, key):
+    """Open a pandas HDFStore read-only and check that `key` exists."""
+    path = require_file(path)
+    try:
+        store = pd.HDFStore(path, mode="r")
+    except Exception as exc:  # noqa: BLE001 - any open failure is a format error here
+        raise DataFormatError(path, "file", f"not a readable HDF5 file ({exc})") from exc
+    try:
+        keys = [k.lstrip("/") for k in store.keys()]
+        if key not in keys:
+            raise DataFormatError(path, f"key '{key}'", f"missing; keys in file: {keys}")
+        yield store
+    finally:
+        store.close()
+
+
+def temp_path(path):
+    """A temporary sibling of `path` (same filesystem, so os.replace is atomic)."""
+    d, b = os.path.split(os.path.abspath(os.fspath(path)))
+    os.makedirs(d, exist_ok=True)
+    return os.path.join(d, f".{b}.tmp{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_target(path):
+    """Yield a temp path; on success move it onto `path`, on failure remove it."""
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, os.fspath(path))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def finalize_pandas_file(path, key, metadata=None):
+    """Make sure pandas 2 and 3 can read `key`, and store `metadata` as a root JSON attribute."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with tables.open_file(path, mode="a") as f:
+            node = f.get_node("/" + key)
+            if "pandas_version" not in node._v_attrs:
+                node._v_attrs.pandas_version = PANDAS_VERSION_ATTR
+            if metadata is not None:
+                f.root._v_attrs[METADATA_ATTR] = json.dumps(metadata, sort_keys=True, default=str)
+
+
+def read_metadata(path):
+    """The generator metadata stored by our writers (dict), or None if absent."""
+    path = require_file(path)
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        raw = f.attrs.get(METADATA_ATTR)
+    if raw is None:
+        return None
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    return json.loads(raw)
