@@ -22,6 +22,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -32,6 +33,25 @@ BASE_KEYS = ("base", "inherit")
 _PATH_NAMES = {"path", "dir", "file", "workdir"}
 _PATH_SUFFIXES = ("_path", "_dir", "_file", "_paths", "_dirs", "_files")
 _MISSING = object()
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3``/``5E4`` as floats (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def yaml_load(text: str):
+    """Parse YAML with :class:`_Loader` (safe, with exponent floats)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 class ConfigError(ValueError):
@@ -90,7 +110,7 @@ def _read_mapping(path: Path) -> dict:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = yaml_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError(path, None, f"cannot parse: {exc}") from None
     if data is None:
@@ -170,7 +190,7 @@ def parse_override(text: str, source="--set") -> tuple[str, Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(source, text, "empty key in override")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key, value
@@ -295,4 +315,4 @@ def resolve_resume(resume: str | None, workdir: str | os.PathLike) -> str | None
 
 __all__ = ["Config", "ConfigError", "load_config", "save_config", "deep_merge", "parse_override",
            "set_key", "build_parser", "config_from_args", "flatten_overrides", "atomic_write_text",
-           "is_path_key", "resolve_resume"]
+           "is_path_key", "resolve_resume", "yaml_load"]
