@@ -32,6 +32,7 @@ from sklearn.neighbors import KernelDensity
 
 from shared.data import jets as jetlib
 from shared.data.errors import DataFormatError
+from shared.data.lhco import count_lhco, iter_lhco
 
 JET_FEATURES = ("pt", "eta", "phi", "mass", "n")
 PARTICLE_FEATURES = ("pt_rel", "deta", "dphi")
@@ -39,50 +40,6 @@ CACHE_DATASETS = ("jets", "particles", "mask", "mjj", "label", "event_id")
 CACHE_FORMAT = "lhco_fullphase/dijet-v1"
 # Event ids encode the source file: id = source_index * ID_STRIDE + row (rows < 10^12).
 ID_STRIDE = 10**12
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading the LHCO R&D layout
-# ---------------------------------------------------------------------------------------------
-
-def _read_lhco_chunk(path, start, stop):
-    """One chunk of the R&D file: particles (n, 700, 3) and label (n,).
-
-    Uses ``shared.data.lhco.read_lhco`` (the project's reader) when it is installed; the local
-    fallback only understands the official layout (pandas fixed format, key ``df``)."""
-    try:
-        from shared.data.lhco import read_lhco
-    except ImportError:
-        read_lhco = None
-    if read_lhco is not None:
-        out = read_lhco(path, start=start, stop=stop)
-        return np.asarray(out["particles"]), np.asarray(out["label"])
-    import pandas as pd
-    try:
-        df = pd.read_hdf(path, key="df", start=start, stop=stop)
-    except (KeyError, OSError, ValueError, TypeError) as exc:
-        raise DataFormatError(path, "df", f"cannot read the LHCO R&D table: {exc}") from None
-    values = df.to_numpy(dtype=np.float64)
-    if values.ndim != 2 or values.shape[1] % 3 != 1:
-        raise DataFormatError(path, "df", f"expected 3*n_particles + 1 columns, got {values.shape[1]}")
-    return values[:, :-1].reshape(len(values), -1, 3), values[:, -1]
-
-
-def _num_rows(path):
-    try:
-        from shared.data.lhco import num_events  # optional helper of the shared reader
-        return int(num_events(path))
-    except ImportError:
-        pass
-    import pandas as pd
-    try:
-        with pd.HDFStore(path, mode="r") as store:
-            storer = store.get_storer("df") if "/df" in store.keys() else None
-            if storer is None:
-                raise DataFormatError(path, "df", "no key 'df' in the file")
-            return int(storer.shape[0]) if storer.shape else int(storer.nrows)
-    except OSError as exc:
-        raise DataFormatError(path, "df", f"cannot open: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +160,7 @@ def process_file(path, out_path, *, num_particles, radius=1.0, source_index=0, s
     path, out_path = Path(path), Path(out_path)
     if not path.is_file():
         raise DataFormatError(path, "file", "not found")
-    total = _num_rows(path)
+    total = count_lhco(path)
     stop = total if stop is None else min(int(stop), total)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".h5.tmp", dir=out_path.parent)
@@ -221,11 +178,11 @@ def process_file(path, out_path, *, num_particles, radius=1.0, source_index=0, s
                   for k, s in shapes.items()}
             bar = tqdm(total=stop - start, desc=f"cluster {path.name}", unit="ev",
                        disable=not progress)
-            for lo in range(start, stop, chunksize):
+            chunks = iter_lhco(path, start, stop, chunksize=chunksize, dtype=np.float64)
+            for lo, chunk in zip(range(start, stop, chunksize), chunks):
                 hi = min(lo + chunksize, stop)
-                parts, label = _read_lhco_chunk(path, lo, hi)
-                arrays, keep = cluster_dijets(parts, num_particles, radius)
-                arrays["label"] = np.asarray(label)[keep]
+                arrays, keep = cluster_dijets(chunk["particles"], num_particles, radius)
+                arrays["label"] = chunk["label"][keep]
                 arrays["event_id"] = make_event_ids(np.arange(lo, hi)[keep], source_index)
                 k = int(keep.sum())
                 for name, d in ds.items():

@@ -24,11 +24,4 @@ def synthetic_events(n, seed=0, max_particles=700, n1=(10, 40), n2=(8, 30), phi1
         ev[:, 2] = (ev[:, 2] + np.pi) % (2 * np.pi) - np.pi
         ev = ev[rng.permutation(len(ev))]
         out[i, :len(ev)] = ev
-    return out, rng.integers(0, 2, n).astype(np.float64)
-
-
-def write_lhco_file(path, particles, label):
-    """Official R&D layout: pandas fixed format, key 'df', integer columns, label last."""
-    import pandas as pd
-    flat = np.concatenate([particles.reshape(len(particles), -1), label[:, None]], 1)
-    pd.DataFrame(flat, columns=list(range(flat.shape[1]))).to_hdf(path, key="df", mode="w", format="fixed")
+    return out, rng.integers(0, 2, n)

@@ -1,0 +1,171 @@
+"""lhco_fullphase.data: clustering, features, preprocessing round trip, windows, ids, KDE."""
+import numpy as np
+import pytest
+
+from lhco_fullphase import data as D
+from shared.data.errors import DataFormatError
+from shared.data.lhco import write_lhco
+from tests.lhco_synthetic import synthetic_events
+
+WINDOWS = {"sr": [3300.0, 3700.0], "sb": [[2300.0, 3300.0], [3700.0, 5000.0]]}
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    parts, label = synthetic_events(40, seed=1)
+    arrays, keep = D.cluster_dijets(parts, num_particles=30, radius=1.0)
+    return parts, label, arrays, keep
+
+
+def test_wrap_phi_range_and_values():
+    x = np.array([0.0, np.pi - 0.1, np.pi + 0.1, -np.pi - 0.1, 3 * np.pi + 0.2, -7.0])
+    w = D.wrap_phi(x)
+    assert np.all(w >= -np.pi) and np.all(w < np.pi)
+    np.testing.assert_allclose(np.cos(w), np.cos(x), atol=1e-12)
+    np.testing.assert_allclose(np.sin(w), np.sin(x), atol=1e-12)
+    np.testing.assert_allclose(w[:3], [0.0, np.pi - 0.1, -np.pi + 0.1], atol=1e-12)
+
+
+def test_clustering_two_jets_pt_ordered(clustered):
+    parts, _, a, keep = clustered
+    assert keep.all()
+    n = len(parts)
+    assert a["jets"].shape == (n, 2, 5) and a["particles"].shape == (n, 2, 30, 3)
+    jets, p, m = a["jets"], a["particles"], a["mask"]
+    assert np.all(jets[:, 0, 0] >= jets[:, 1, 0])          # leading jet first
+    # Constituents pT ordered, real ones first, padding exactly zero.
+    pt = np.where(m, p[..., 0], -1.0)
+    assert np.all(np.diff(pt, axis=-1) <= 1e-12)
+    assert np.all(m[..., :-1] >= m[..., 1:])
+    assert np.all(p[~m] == 0)
+    np.testing.assert_array_equal(jets[..., 4], m.sum(-1))
+    assert np.all(jets[..., 3] >= 0)
+    assert np.all(np.abs(p[..., 2][m]) <= np.pi) and np.abs(p[..., 2][m]).max() < 1.0 + 1e-9
+    # Untruncated jets (< 30 constituents): the constituents' transverse momenta projected on
+    # the jet axis add up to pT_jet, perpendicular to it they cancel.
+    full = m.sum(-1) < 30
+    assert full.any() and (~full).any()
+    along = (p[..., 0] * np.cos(p[..., 2]) * m).sum(-1)
+    across = (p[..., 0] * np.sin(p[..., 2]) * m).sum(-1)
+    np.testing.assert_allclose(along[full], 1.0, atol=1e-9)
+    np.testing.assert_allclose(across[full], 0.0, atol=1e-9)
+    assert np.all(along[~full] <= 1.0 + 1e-9) and np.any(along[~full] < 0.999)
+
+
+def test_jet_kinematics_match_constituent_sum():
+    # Two massless particles per jet: jet 4-vector and mjj are known in closed form.
+    ev = np.zeros((1, 700, 3))
+    ev[0, :4] = [[1000.0, 0.1, 3.1], [500.0, 0.0, -3.1], [900.0, -0.2, 0.0], [300.0, -0.1, 0.05]]
+    a, keep = D.cluster_dijets(ev, num_particles=5)
+    assert keep.all()
+    from shared.data.jets import p4_from_ptetaphim, ptetaphim_from_p4
+    p4 = p4_from_ptetaphim(ev[0, :4, 0], ev[0, :4, 1], ev[0, :4, 2])
+    j1, j2 = ptetaphim_from_p4(p4[:2].sum(0)), ptetaphim_from_p4(p4[2:].sum(0))
+    np.testing.assert_allclose(a["jets"][0, 0, :4], j1, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(a["jets"][0, 1, :4], j2, rtol=1e-9, atol=1e-9)
+    tot = p4.sum(0)
+    np.testing.assert_allclose(a["mjj"][0], np.sqrt(tot[0] ** 2 - (tot[1:] ** 2).sum()), rtol=1e-9)
+    # Jet 1 straddles phi = +-pi: its particles' dphi are small, not ~2 pi (wrapping).
+    dphi = a["particles"][0, 0, :2, 2]
+    assert np.all(np.abs(dphi) < 0.2)
+    np.testing.assert_allclose(a["particles"][0, 0, :2, 0].sum(), (1000 + 500) / j1[0], rtol=1e-6)
+
+
+def test_events_with_fewer_than_two_jets_are_dropped():
+    ev = np.zeros((2, 700, 3))
+    ev[0, 0] = [1500.0, 0.0, 0.0]                                   # one jet only
+    ev[1, :2] = [[1500.0, 0.0, 0.0], [1400.0, 0.3, 3.0]]
+    a, keep = D.cluster_dijets(ev, num_particles=4)
+    np.testing.assert_array_equal(keep, [False, True])
+    assert len(a["mjj"]) == 1
+
+
+def test_preprocessing_round_trip(clustered):
+    _, _, a, _ = clustered
+    jets, parts, mask, mjj = a["jets"].copy(), a["particles"], a["mask"], a["mjj"]
+    jets[0, 1, 3] = 0.0                          # a massless jet exercises the m = 0 sentinel
+    pre = D.Preprocessor(mjj_range=(2300.0, 5000.0)).fit(jets, parts, mask, mjj)
+    jx, px, mx = pre.transform(jets, parts, mask, mjj)
+    assert jx.dtype == np.float32 and np.all(px[~mask] == 0)
+    # Standardised with masked statistics: zero mean, unit std over the real particles.
+    np.testing.assert_allclose(px[mask].mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(px[mask].std(0), 1.0, atol=1e-4)
+    np.testing.assert_allclose(jx.reshape(-1, 5).mean(0), 0.0, atol=1e-4)
+    j2, p2, m2 = pre.inverse(jx, px, mask, mx)
+    np.testing.assert_allclose(m2, mjj, rtol=1e-5)
+    np.testing.assert_allclose(j2, jets, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(p2, parts, rtol=1e-4, atol=1e-5)
+    assert j2[0, 1, 3] == 0.0
+    # Float64 path is exact to rounding, and the constants survive JSON.
+    pre2 = D.Preprocessor.from_dict(pre.to_dict())
+    np.testing.assert_allclose(pre2.unscale_mjj(pre2.scale_mjj(mjj)), mjj, rtol=1e-12)
+    np.testing.assert_allclose(pre2.scale_mjj([2300.0, 5000.0]), [-1.0, 1.0], atol=1e-12)
+
+
+def test_preprocessing_particle_pt_rel_feature():
+    pre = D.Preprocessor(pt_rel_eps=1e-6)
+    mask = np.array([[[True, True, False]] * 2])
+    p = np.zeros((1, 2, 3, 3))
+    p[0, :, 0, 0], p[0, :, 1, 0] = 0.75, 0.25
+    out = pre._particle_forward(p, mask)
+    np.testing.assert_allclose(out[0, 0, :2, 0], np.log([0.25, 0.75]))
+    assert out[0, 0, 2, 0] == 0.0
+    p1 = np.zeros((1, 2, 3, 3))
+    p1[0, :, 0, 0] = 1.0                                             # one-particle jet
+    assert np.isfinite(pre._particle_forward(p1, mask)).all()
+
+
+def test_region_masks():
+    mjj = np.array([2299.0, 2300.0, 3299.9, 3300.0, 3500.0, 3699.9, 3700.0, 4999.0, 5000.0, 6000.0])
+    sr, sb = D.region_masks(mjj, WINDOWS)
+    np.testing.assert_array_equal(sr, [0, 0, 0, 1, 1, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(sb, [0, 1, 1, 0, 0, 0, 1, 1, 0, 0])
+    assert not np.any(sr & sb)
+    with pytest.raises(ValueError, match="overlaps"):
+        D.region_masks(mjj, {"sr": [3300, 3700], "sb": [[2300, 3400]]})
+
+
+def test_split_and_event_id_disjointness():
+    tr, va = D.split_indices(1000, 0.6, seed=3)
+    assert len(tr) == 600 and len(va) == 400
+    assert len(np.union1d(tr, va)) == 1000
+    ids_a = D.make_event_ids(np.arange(10), 0)
+    ids_b = D.make_event_ids(np.arange(10), 1)               # same rows, other file
+    D.assert_disjoint(ids_a, ids_b, "train", "eval")
+    with pytest.raises(ValueError, match="share 2 events"):
+        D.assert_disjoint(ids_a, np.concatenate([ids_b, ids_a[3:5]]), "train", "eval")
+
+
+def test_process_file_cache(tmp_path):
+    parts, label = synthetic_events(24, seed=2)
+    raw = tmp_path / "raw" / "events.h5"
+    raw.parent.mkdir()
+    write_lhco(raw, parts, label)
+    out = tmp_path / "cache" / "dijets.h5"
+    n = D.process_file(raw, out, num_particles=20, source_index=3, start=2, chunksize=7, progress=False)
+    assert n == 22
+    c = D.read_processed(out)
+    assert c["particles"].shape == (22, 2, 20, 3) and c["mask"].dtype == bool
+    np.testing.assert_array_equal(c["event_id"], D.make_event_ids(np.arange(2, 24), 3))
+    np.testing.assert_array_equal(c["label"], label[2:])
+    ref, _ = D.cluster_dijets(parts[2:], 20)
+    np.testing.assert_allclose(c["jets"], ref["jets"], rtol=1e-5)
+    assert not list(out.parent.glob("*.tmp"))
+    with pytest.raises(DataFormatError):
+        D.read_processed(raw)
+
+
+def test_mjj_kde_samples_inside_sr():
+    rng = np.random.default_rng(0)
+    mjj = rng.uniform(3300, 3700, 500)
+    pre = D.Preprocessor()
+    kde = D.MjjKDE(pre, bandwidth=0.01, sr=WINDOWS["sr"]).fit(mjj)
+    s = kde.sample_sr_mjj(2000, seed=1)
+    assert s.shape == (2000,) and s.min() >= 3300 and s.max() < 3700
+    np.testing.assert_array_equal(s, kde.sample_sr_mjj(2000, seed=1))
+    # Smoothing, not resampling: draws differ from the fitted values.
+    assert np.min(np.abs(s[:, None] - mjj[None, :]), axis=1).mean() > 0.1
+    # A KDE fitted far outside the SR cannot fill it: clear error instead of a hang.
+    far = D.MjjKDE(pre, bandwidth=0.001, sr=WINDOWS["sr"]).fit(rng.uniform(2300, 2400, 50))
+    with pytest.raises(RuntimeError, match="no mass in the SR"):
+        far.sample_sr_mjj(10, seed=0, max_rounds=5)
