@@ -124,6 +124,14 @@ def _match_top(event, jet_eta, jet_phi, max_dr):
     return None
 
 
+def _batch_size(missing, eff, n_generated, max_batch):
+    """Events for the next nextBatch call: a small probe first, then what the efficiency asks."""
+    nb = missing / max(eff, 0.01) * 1.1
+    if n_generated == 0:
+        nb = min(nb, 50)
+    return int(np.clip(nb, 10, max_batch))
+
+
 def _run_jet_task(sample, n_target, seed, det, sel, max_batch):
     import awkward as ak
 
@@ -135,9 +143,9 @@ def _run_jet_task(sample, n_target, seed, det, sel, max_batch):
     charges = _Charges(pythia)
     want_truth = sample == "top"
     out_p4, out_truth, n_gen, eff = [], [], 0, 0.2
-    have = 0
+    have = n_pass = 0
     while have < n_target:
-        nb = int(np.clip((n_target - have) / max(eff, 0.01) * 1.2, 20, max_batch))
+        nb = _batch_size(n_target - have, eff, n_gen, max_batch)
         batch = pythia.nextBatch(nb)
         n_gen += len(batch)
         events = _detector_events(batch, charges, rng, det)
@@ -157,9 +165,11 @@ def _run_jet_task(sample, n_target, seed, det, sel, max_batch):
                 out_p4.append(p4[j])
                 out_truth.append(truth)
                 have += 1
+        n_pass = have
         eff = max(have, 1) / n_gen
     return {"p4": np.asarray(out_p4[:n_target], np.float32).reshape(-1, sel["max_constituents"], 4),
-            "truth": np.asarray(out_truth[:n_target], np.float32).reshape(-1, 4), "n_generated": n_gen}
+            "truth": np.asarray(out_truth[:n_target], np.float32).reshape(-1, 4), "n_generated": n_gen,
+            "n_passed": n_pass}
 
 
 def _run_event_task(sample, n_target, seed, det, sel, max_batch):
@@ -171,9 +181,9 @@ def _run_event_task(sample, n_target, seed, det, sel, max_batch):
     pythia = make_pythia(sample, py_seed)
     rng = np.random.default_rng(np_seed)
     charges = _Charges(pythia)
-    out, n_gen, eff, have = [], 0, 0.5, 0
+    out, n_gen, eff, have, n_pass = [], 0, 0.5, 0, 0
     while have < n_target:
-        nb = int(np.clip((n_target - have) / max(eff, 0.01) * 1.2, 10, max_batch))
+        nb = _batch_size(n_target - have, eff, n_gen, max_batch)
         batch = pythia.nextBatch(nb)
         n_gen += len(batch)
         events = sort_by_pt(_detector_events(batch, charges, rng, det), axis=1)
@@ -183,8 +193,9 @@ def _run_event_task(sample, n_target, seed, det, sel, max_batch):
         ok = np.nonzero(ak.to_numpy(ak.num(jets, axis=1)) > 0)[0]
         out.append(parts[ok[: n_target - have]])
         have += min(len(ok), n_target - have)
-        eff = max(have, 1) / n_gen
-    return {"particles": np.concatenate(out), "n_generated": n_gen}
+        n_pass += len(ok)
+        eff = max(n_pass, 1) / n_gen
+    return {"particles": np.concatenate(out), "n_generated": n_gen, "n_passed": n_pass}
 
 
 def run_task(task):
@@ -261,8 +272,9 @@ def generate(command, n, seed, out, workers=1, signal_fraction=None, detector=No
         rs = [r for r in results if r["sample"] == sample]
         acc = sum(len(r["p4"] if "p4" in r else r["particles"]) for r in rs)
         cpu = sum(r["cpu_s"] for r in rs)
-        rates[sample] = {"selected": acc, "generated": sum(r["n_generated"] for r in rs),
-                         "cpu_s": round(cpu, 3), "per_core_per_s": round(acc / cpu, 3) if cpu > 0 else None}
+        passed = sum(r["n_passed"] for r in rs)  # includes passing events beyond a task's quota
+        rates[sample] = {"selected": acc, "passed": passed, "generated": sum(r["n_generated"] for r in rs),
+                         "cpu_s": round(cpu, 3), "per_core_per_s": round(passed / cpu, 3) if cpu > 0 else None}
     order = list(counts)
     labels = np.concatenate([np.full(counts[s], ps.SAMPLES[s]["label"], np.int64) for s in order])
     perm = np.random.default_rng(seed).permutation(len(labels))
@@ -325,7 +337,7 @@ def main(argv=None):
     except (ValueError, DataFormatError) as exc:
         raise SystemExit(f"error: {exc}") from exc
     for s, r in meta["rates"].items():
-        print(f"{s}: {r['selected']} selected from {r['generated']} generated, "
+        print(f"{s}: {r['selected']} kept, {r['passed']} passed of {r['generated']} generated, "
               f"{r['per_core_per_s']} per core per second", file=sys.stderr)
     print(f"wrote {args.out} ({meta['wall_s']} s)", file=sys.stderr)
     return 0
