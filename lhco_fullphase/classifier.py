@@ -70,6 +70,23 @@ class DijetClassifier(keras.Model):
         self.head_drop = layers.Dropout(self.dropout, name="head_dropout")
         self.out = layers.Dense(1, activation="sigmoid", name="out")
 
+    def build(self, input_shape=None):
+        # Sub-layers are created by tracing one call on zeros of the given number of slots.
+        p = None
+        if isinstance(input_shape, dict) and input_shape.get("particles") is not None:
+            p = input_shape["particles"][2]
+        dummy = self._dummy(int(p) if p else 1)
+        self.call({k: ops.convert_to_tensor(v) for k, v in dummy.items()}, training=False)
+        self.built = True
+
+    def _dummy(self, num_particles):
+        d = {"jets": np.zeros((1, 2, self.num_jet_features), np.float32),
+             "particles": np.zeros((1, 2, num_particles, self.num_particle_features), np.float32),
+             "mask": np.ones((1, 2, num_particles), np.float32)}
+        if self.cond_dim:
+            d["cond"] = np.zeros((1, self.cond_dim), np.float32)
+        return d
+
     def _encode(self, x, cond, embed, cond_layer, mix, patch, blocks, norm, mask, training):
         h = _leaky(embed(x))
         if cond_layer is not None:
@@ -125,12 +142,7 @@ class DijetClassifier(keras.Model):
 
     def build_for(self, num_particles):
         """Create the weights by calling the model once on zeros with P = ``num_particles``."""
-        dummy = {"jets": np.zeros((1, 2, self.num_jet_features), np.float32),
-                 "particles": np.zeros((1, 2, num_particles, self.num_particle_features), np.float32),
-                 "mask": np.ones((1, 2, num_particles), np.float32)}
-        if self.cond_dim:
-            dummy["cond"] = np.zeros((1, self.cond_dim), np.float32)
-        self(dummy)
+        self(self._dummy(int(num_particles)))
         return self
 
     def get_config(self):

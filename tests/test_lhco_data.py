@@ -5,7 +5,7 @@ import pytest
 from lhco_fullphase import data as D
 from shared.data.errors import DataFormatError
 from shared.data.lhco import write_lhco
-from tests.lhco_synthetic import synthetic_events
+from lhco_synthetic import synthetic_events  # tests/ is on sys.path (rootdir-relative import)
 
 WINDOWS = {"sr": [3300.0, 3700.0], "sb": [[2300.0, 3300.0], [3700.0, 5000.0]]}
 
