@@ -140,3 +140,24 @@ def test_mjj_conditioning_changes_output():
     a = m({**b, "cond": np.zeros((5, 1), np.float32)}).numpy()
     c = m({**b, "cond": np.ones((5, 1), np.float32)}).numpy()
     assert np.max(np.abs(a - c)) > 1e-6
+
+
+def test_trains_with_shared_trainer(tmp_path):
+    """The Trainer contract: a separable toy (label-1 particles shifted) is learned."""
+    from shared.training import Trainer
+    keras.utils.set_random_seed(3)
+    data = {k: [] for k in ("jets", "particles", "mask", "label")}
+    for seed in range(4):
+        b = _batch(100 + seed, b=64)
+        b["particles"][:, :, :, 0] += 1.5 * b["label"][:, None, None] * b["mask"]
+        for k in data:
+            data[k].append(b[k])
+    data = {k: np.concatenate(v) for k, v in data.items()}
+    train = {k: v[:192] for k, v in data.items()}
+    val = {k: v[192:] for k, v in data.items()}
+    m = build_classifier({**SMALL, "dropout": 0.0}, num_particles=P)
+    cfg = {"epochs": 6, "batch_size": 32, "learning_rate": 3e-3, "lr_schedule": "constant",
+           "ema_decay": None, "patience": None, "progress": False, "seed": 0}
+    history = Trainer(m, cfg, tmp_path / "run").fit(train, val)
+    assert len(history) == 6
+    assert history[-1]["val_loss"] < 0.4 < np.log(2.0)      # measured 0.18
