@@ -1,0 +1,26 @@
+#!/bin/bash
+# lhco_fullphase: evaluate the classifiers on independent events; max SIC / AUC vs injection (Fig. 7).
+#
+#   sbatch [-A ACCOUNT] [-q QOS] [-t TIME] [-N NODES] scripts/slurm/lhco_evaluate.sh CONFIG OUT [args...]
+#   e.g. sbatch -A m1234 scripts/slurm/lhco_evaluate.sh lhco_fullphase/configs/paper.yaml $SCRATCH/lhco
+# runs: python -m lhco_fullphase.evaluate --config CONFIG --out OUT [args...]
+# Account/QOS/time/nodes: the #SBATCH lines below are defaults; override with sbatch options,
+# SBATCH_ACCOUNT/SBATCH_QOS/SBATCH_TIMELIMIT, or scripts/slurm/submit.sh (ACCOUNT/QOS/TIME/NODES).
+# Software: ENV_SETUP='module load ...; source venv/bin/activate' (see common.sh). Submit from
+# the repository root (or set REPO).
+#SBATCH --job-name=lhco-eval
+#SBATCH -C gpu
+#SBATCH --qos=regular
+#SBATCH --time=02:00:00
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node=4
+#SBATCH --cpus-per-task=128
+#SBATCH --output=slurm-%x-%j.out
+
+REPO="${REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}}"
+source "${REPO}/scripts/slurm/common.sh"
+usage_check lhco_evaluate.sh lhco_fullphase.evaluate "$@"
+CONFIG="$1"; OUT="$2"; shift 2
+mkdir -p "${OUT}"
+launch "${TASKS_PER_NODE:-1}" -m lhco_fullphase.evaluate --config "${CONFIG}" --out "${OUT}" "$@"
