@@ -262,3 +262,22 @@ def test_detector_smearing(rng):
     np.testing.assert_allclose(np.hypot(px, py), pt[keep.astype(bool)], rtol=0.5)
     keep2, out2 = smear(*args, np.random.default_rng(1))
     np.testing.assert_array_equal(out2[0], px)
+
+
+def test_missing_pandas_version_attribute(tmp_path, rng):
+    """pandas >= 3 omits `pandas_version`; pandas 2 then cannot read the table (SPEC §1.3b)."""
+    import tables
+
+    from shared.data import repair_pandas_version
+
+    p4, label, _, _ = _toptag_arrays(rng, n=3)
+    path = tmp_path / "p3.h5"
+    write_toptag(path, p4, label)
+    with tables.open_file(path, "a") as f:
+        del f.root.table._v_attrs.pandas_version
+    with pytest.raises(DataFormatError) as e:
+        read_toptag(path)
+    _assert_names(e, path, "pandas_version")
+    repair_pandas_version(path, "table")
+    np.testing.assert_array_equal(read_toptag(path)["p4"], p4)
+    assert pd.read_hdf(path, "table").shape == (3, 806)

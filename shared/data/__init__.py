@@ -4,7 +4,7 @@ from .errors import DataFormatError
 from .lhco import count_lhco, iter_lhco, read_lhco, write_lhco
 from .processed import read_processed, write_processed
 from .toptag import count_toptag, iter_toptag, read_toptag, write_toptag
-from ._hdfio import read_metadata
+from ._hdfio import read_metadata, repair_pandas_version
 
 __all__ = [
     "DataFormatError",
@@ -19,4 +19,5 @@ __all__ = [
     "read_toptag",
     "write_toptag",
     "read_metadata",
+    "repair_pandas_version",
 ]

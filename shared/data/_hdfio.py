@@ -34,6 +34,11 @@ def open_store(path, key):
         keys = [k.lstrip("/") for k in store.keys()]
         if key not in keys:
             raise DataFormatError(path, f"key '{key}'", f"missing; keys in file: {keys}")
+        if pd.__version__ < "3" and "pandas_version" not in store.get_node(key)._v_attrs:
+            raise DataFormatError(
+                path, "pandas_version",
+                f"attribute missing on /{key} (written by pandas >= 3?); pandas {pd.__version__} cannot read "
+                "it: add it to a copy with shared.data.repair_pandas_version(path, key)")
         yield store
     finally:
         store.close()
@@ -69,6 +74,11 @@ def finalize_pandas_file(path, key, metadata=None):
                 node._v_attrs.pandas_version = PANDAS_VERSION_ATTR
             if metadata is not None:
                 f.root._v_attrs[METADATA_ATTR] = json.dumps(metadata, sort_keys=True, default=str)
+
+
+def repair_pandas_version(path, key):
+    """Add the `pandas_version` attribute pandas 2 needs to a file written by pandas >= 3 (in place)."""
+    finalize_pandas_file(require_file(path), key)
 
 
 def read_metadata(path):
