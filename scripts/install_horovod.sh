@@ -17,10 +17,15 @@
 #   HOROVOD_BUILD_DIR        where to download/unpack the sdist (default: a fresh temp dir)
 #   MAKEFLAGS                default -j$(nproc)
 #   PYTHON                   interpreter to install into (default python3)
+#   HOROVOD_FORCE            1 = rebuild even if this version already imports
 set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
 version="${HOROVOD_VERSION:-0.28.1}"
+if [ "${HOROVOD_FORCE:-0}" != "1" ] && "${PYTHON}" -c "import horovod, horovod.tensorflow, sys; sys.exit(horovod.__version__ != '${version}')" 2>/dev/null; then
+    echo "[install_horovod] horovod ${version} already imports with TensorFlow; HOROVOD_FORCE=1 rebuilds"
+    exit 0
+fi
 build_dir="${HOROVOD_BUILD_DIR:-$(mktemp -d -t horovod-build.XXXXXX)}"
 mkdir -p "${build_dir}"
 pip() { "${PYTHON}" -m pip --disable-pip-version-check "$@"; }
