@@ -1,0 +1,119 @@
+"""Jet-level and particle-level diffusion generators of the dijet system (SPEC §3).
+
+* Jet model: the set of the 2 jets (5 standardised features each) conditioned on (t, mjj);
+  mjj (scaled to [−1, 1]) enters through fixed Fourier features.
+* Particle model: the particles of ONE jet (3 features) conditioned on (t, that jet's 5 features
+  incl. N, mjj); both jets go through the same network (jet axis folded into the batch).
+
+Both are ``shared.layers.build_set_score_net`` noise predictors trained with
+``shared.losses.dsm_loss``; sampling uses ``shared.sampler.ddim_sample`` (jets first, then the
+multiplicity N of each generated jet fixes its particle mask: the first N slots).
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from shared import losses as shared_losses
+from shared.layers import FourierFeatures, build_set_score_net, eps_fn_from_model
+from shared.sampler import ddim_sample
+from shared.sde import make_sde
+
+NET_KEYS = ("width", "num_blocks", "num_heads", "ffn_dim", "time_embed_dim", "dropout")
+
+
+class DijetDiffusion(keras.Model):
+    """Two score models (jets | mjj, particles | jet, mjj) with the Trainer contract.
+
+    Batch (dict, network space from ``lhco_fullphase.data.Preprocessor``): ``jets`` (B, 2, 5),
+    ``particles`` (B, 2, P, 3), ``mask`` (B, 2, P), ``mjj`` (B,) scaled.
+
+    ``n_dequant``: width of one multiplicity unit in standardised units (1 / std of N); the jet
+    model then sees N + u, u ~ U(−½, ½)·width, so that a continuous density covers the integers.
+    """
+
+    def __init__(self, model_cfg, num_particles, n_dequant=0.0, n_feature=4, **kwargs):
+        super().__init__(**kwargs)
+        self.model_cfg = dict(model_cfg)
+        self.num_particles = int(num_particles)
+        self.n_dequant = float(n_dequant)
+        self.n_feature = int(n_feature)
+        self.sde = make_sde(self.model_cfg.get("schedule", {"name": "vpsde"}))
+        self.weighting = self.model_cfg.get("weighting", "standard")
+        if self.model_cfg.get("prediction", "eps") != "eps":
+            raise ValueError("model.prediction: only 'eps' is implemented (shared.losses contract)")
+        ff = dict(self.model_cfg.get("mjj_fourier", {}))
+        self.mjj_features = FourierFeatures(int(ff.get("num_frequencies", 16)), kind="gaussian",
+                                            scale=float(ff.get("scale", 16.0)), seed=int(ff.get("seed", 0)),
+                                            name="mjj_fourier")
+        mjj_dim = 2 * int(ff.get("num_frequencies", 16))
+        jcfg = {k: v for k, v in self.model_cfg["jet_net"].items() if k in NET_KEYS}
+        pcfg = {k: v for k, v in self.model_cfg["particle_net"].items() if k in NET_KEYS}
+        self.jet_net = build_set_score_net(5, cond_dim=mjj_dim, num_slots=2, name="jet_net", **jcfg)
+        self.particle_net = build_set_score_net(3, cond_dim=5 + mjj_dim, name="particle_net", **pcfg)
+        dq = np.zeros(5, np.float32)
+        dq[self.n_feature] = self.n_dequant
+        self._dequant = tf.constant(dq)
+
+    def _mjj_cond(self, mjj):
+        return self.mjj_features(tf.reshape(tf.cast(mjj, tf.float32), (-1, 1)))
+
+    def _particle_inputs(self, jets, parts, mask, mjj_cond):
+        b = tf.shape(parts)[0]
+        p = tf.shape(parts)[2]
+        flat_parts = tf.reshape(parts, (b * 2, p, 3))
+        flat_mask = tf.reshape(mask, (b * 2, p))
+        cond = tf.concat([tf.reshape(jets, (b * 2, 5)),
+                          tf.reshape(tf.repeat(mjj_cond[:, None, :], 2, axis=1), (b * 2, -1))], -1)
+        return flat_parts, flat_mask, cond
+
+    def compute_batch_loss(self, batch, training=True):
+        """Jet DSM loss + particle DSM loss (masked; padding never contributes)."""
+        jets = tf.cast(batch["jets"], tf.float32)
+        parts = tf.cast(batch["particles"], tf.float32)
+        mask = tf.cast(batch["mask"], tf.float32)
+        mjj_cond = self._mjj_cond(batch["mjj"])
+        u = tf.random.uniform(tf.shape(jets)[:2])[..., None] - 0.5
+        jets_dq = jets + u * self._dequant
+        jet_loss = shared_losses.dsm_loss(self.jet_net, jets_dq, tf.ones_like(jets[..., 0]), mjj_cond,
+                                          self.sde, weighting=self.weighting, training=training)
+        fp, fm, cond = self._particle_inputs(jets, parts, mask, mjj_cond)
+        part_loss = shared_losses.dsm_loss(self.particle_net, fp, fm, cond, self.sde,
+                                           weighting=self.weighting, training=training)
+        return jet_loss + part_loss
+
+    def call(self, inputs, training=False):
+        """(jet eps_hat, particle eps_hat) at t = 0.5; used to build the weights."""
+        jets = tf.cast(inputs["jets"], tf.float32)
+        parts = tf.cast(inputs["particles"], tf.float32)
+        mask = tf.cast(inputs["mask"], tf.float32)
+        mjj_cond = self._mjj_cond(inputs["mjj"])
+        t = tf.fill(tf.shape(jets)[:1], 0.5)
+        ej = self.jet_net([jets, t, tf.ones_like(jets[..., 0]), mjj_cond], training=training)
+        fp, fm, cond = self._particle_inputs(jets, parts, mask, mjj_cond)
+        ep = self.particle_net([fp, tf.repeat(t, 2), fm, cond], training=training)
+        return ej, ep
+
+    def sample(self, mjj_scaled, n_from_jets, steps, second_order=True, seed=0, progress=False):
+        """Generate events at the given scaled mjj values (run with EMA weights loaded).
+
+        ``n_from_jets(jets_x) -> (B, 2) int``: multiplicity from generated (network-space) jet
+        features, e.g. via ``Preprocessor.inverse``; clipped to [1, num_particles].
+        Returns network-space ``jets`` (B, 2, 5), ``particles`` (B, 2, P, 3), ``mask`` (B, 2, P)."""
+        mjj_scaled = np.asarray(mjj_scaled, np.float32)
+        b, p = len(mjj_scaled), self.num_particles
+        mjj_cond = self._mjj_cond(mjj_scaled)
+        jet_eps, part_eps = eps_fn_from_model(self.jet_net), eps_fn_from_model(self.particle_net)
+
+        jets = ddim_sample(jet_eps, (b, 2, 5), np.ones((b, 2), np.float32), mjj_cond.numpy(), self.sde,
+                           steps, second_order=second_order, seed=seed, progress=progress)
+        n = np.clip(np.asarray(n_from_jets(jets)).astype(int), 1, p)
+        mask = (np.arange(p)[None, None, :] < n[..., None]).astype(np.float32)
+        jets_for_cond = np.array(jets, np.float32)
+        _, fm, cond = self._particle_inputs(tf.constant(jets_for_cond), tf.zeros((b, 2, p, 3)),
+                                            tf.constant(mask), mjj_cond)
+        parts = ddim_sample(part_eps, (2 * b, p, 3), fm.numpy(), cond.numpy(), self.sde, steps,
+                            second_order=second_order, seed=seed + 1, progress=progress)
+        return {"jets": jets, "particles": np.asarray(parts).reshape(b, 2, p, 3) * mask[..., None],
+                "mask": mask.astype(bool)}
