@@ -116,8 +116,7 @@ def main(argv=None) -> int:
     history = trainer.fit(train, val, on_epoch_end=(lambda t, r: time.sleep(sleep)) if sleep else None)
     result.update(history=history, extra_state=trainer.extra_state,
                   resumed_from=trainer.resumed_from, lr=trainer.current_lr(),
-                  iterations=int(trainer.optimizer.iterations.numpy()),
-                  initial_val_loss=None)
+                  iterations=int(trainer.optimizer.iterations.numpy()))
     out = Path(args.out)
     np.savez(out / f"weights_rank{ctx.rank}.npz", *[w.numpy() for w in model.weights])
     atomic_write_text(out / f"result_rank{ctx.rank}.json", json.dumps(result, indent=1))
