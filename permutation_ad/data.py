@@ -9,7 +9,8 @@ sample (:class:`Standardizer`) and saved beside the model.
 Multiplicity is discrete. The jet density model sees ``N + u`` with ``u ~ U(0, 1)`` during
 training (uniform dequantisation, so that a continuous density of ``N + u`` integrates to the
 probability of ``N`` over the unit bin); at evaluation it is taken at the bin centre ``N + 0.5``.
-The processed files store ``N + 0.5``; the model adds ``u − 0.5``.
+The processed files store ``N + 0.5`` (N = all constituents of the jet, before keeping the
+leading P); the model adds ``u − 0.5``.
 """
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def jet_features(p4, num_particles, particle_pt_feature="log_pt",
         jet_feature_names: subset/order of ``pt, eta, mass, n``.
     Returns:
         dict(constituents=(N, P, 3) float32 [Δη, Δφ, pt-feature], mask=(N, P) bool,
-             jets=(N, J) float32 with ``n`` = kept multiplicity + 0.5).
+             jets=(N, J) float32 with ``n`` = total multiplicity + 0.5; the mask holds
+             min(n, P) particles, a function of n, so conditioning on n stays consistent).
     """
     if particle_pt_feature not in PT_FEATURES:
         raise DataError(path, "particle_pt_feature", f"{particle_pt_feature!r} not in {PT_FEATURES}")
@@ -77,6 +79,7 @@ def jet_features(p4, num_particles, particle_pt_feature="log_pt",
         raise DataError(path, "p4", f"expected (N, M, 4), got {p4.shape}")
     pt, eta, phi, _ = kinematics(p4)
     real = pt > 0
+    n_total = real.sum(axis=1)
     jet = p4.astype(np.float64).sum(axis=1)
     jpt, jeta, jphi, jm = kinematics(jet)
     # keep the leading-pT particles (files are pT ordered, but do not rely on it)
@@ -100,7 +103,7 @@ def jet_features(p4, num_particles, particle_pt_feature="log_pt",
     cons = np.stack([deta, dphi, ptf], axis=-1)
     cons = np.where(real[..., None], cons, 0.0).astype(np.float32)
     n_kept = real.sum(axis=1)
-    cols = {"pt": jpt, "eta": jeta, "mass": jm, "n": n_kept + 0.5}
+    cols = {"pt": jpt, "eta": jeta, "mass": jm, "n": n_total + 0.5}
     jets = np.stack([cols[n] for n in jet_feature_names], axis=-1).astype(np.float32)
     empty = n_kept == 0
     if empty.any():
@@ -297,21 +300,13 @@ def _raw_p4(dcfg, data_dir, sample, split, n, seed, source_desc):
 
 
 def _embedded_p4(data_dir, sample, split, n, seed, dcfg):
-    """Generated stand-in jets (shared.data.embedded), one independent file per split."""
+    """Generated stand-in jets (shared.data.embedded), one independent file per (sample, split)."""
     from shared.data.embedded import ensure_embedded
-    kind = "zprime" if sample == "zprime" else "toptag"
     raw_dir = os.path.join(data_dir, "raw")
-    # each split is its own generation (own seed) -> no train/test overlap
-    split_seed = seed * 100 + {"train": 1, "val": 2, "test": 3}[split]
-    if kind == "toptag":
-        path = ensure_embedded(kind, os.path.join(raw_dir, split), 2 * n, split_seed,
-                               workers=dcfg.get("workers", 1))
-    else:
-        path = ensure_embedded(kind, os.path.join(raw_dir, split), n, split_seed,
-                               workers=dcfg.get("workers", 1))
-    p4, label = read_p4(str(path))
-    if kind == "toptag":
-        p4 = p4[label == _LABEL[sample]]
+    # each (sample, split) is its own generation with its own seed -> no train/test overlap
+    path = ensure_embedded(sample, raw_dir, int(n), int(seed), workers=int(dcfg.get("workers", 1)),
+                           progress=True)
+    p4, _ = read_p4(str(path))
     return p4[:n]
 
 
@@ -330,7 +325,7 @@ def prepare(cfg, data_dir, source_desc="<config>", progress=True):
         n = _split_size(dcfg, sample, split)
         attrs = dict(attrs_common, sample=sample, split=split, n_requested=-1 if n is None else int(n),
                      particle_features=["deta", "dphi", attrs_common["particle_pt_feature"]],
-                     n_dequantisation="jets[:, n] = kept multiplicity + 0.5 (bin centre)")
+                     n_dequantisation="jets[:, n] = total multiplicity + 0.5 (bin centre)")
         if os.path.exists(path) and _attrs_match(path, attrs):
             out[(sample, split)] = path
             continue

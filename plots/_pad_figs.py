@@ -38,9 +38,12 @@ def scores(ll, test):
     return anomaly_scores({k: ll[f"{k}_{test}"] for k in ("logp", "logp_jet", "logp_particles", "n")})
 
 
-def score_hist(run, sample, key, xlabel, out, title):
-    """Histogram of score ``key`` of QCD/top/Z′ test jets under the ``sample``-trained densities."""
-    fig, ax = plotting.figure()
+def score_hist(run, sample, key, xlabel, out, title, ax=None):
+    """Histogram of score ``key`` of QCD/top/Z′ test jets under the ``sample``-trained densities;
+    saves to ``out`` (PNG + PDF) unless an ``ax`` to draw into is given."""
+    own = ax is None
+    if own:
+        fig, ax = plotting.figure()
     found = False
     all_vals = []
     for o in ("standard", "likelihood"):
@@ -66,4 +69,4 @@ def score_hist(run, sample, key, xlabel, out, title):
     ax.set_ylabel("Normalised entries")
     ax.legend(frameon=False, fontsize=11)
     plotting.label_plot(ax, title)
-    return plotting.save(fig, out)
+    return plotting.save(fig, out) if own else None

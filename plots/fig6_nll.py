@@ -9,11 +9,11 @@ from shared import plotting  # noqa: E402
 
 def main(argv=None):
     a = F.parse(__doc__, "fig6_nll", argv)
-    paths = []
-    for sample in ("qcd", "top"):
-        paths += F.score_hist(a.run, sample, "nll", r"$-\log p(x)$ (physical units)", f"{a.out}_{sample}_trained",
-                              f"Trained on {plotting.LABELS[sample]} jets (stand-in data)")
-    return paths
+    fig, axes = plotting.figure(ncols=2)
+    for ax, sample in zip(axes, ("qcd", "top")):
+        F.score_hist(a.run, sample, "nll", r"$-\log p(x)$ (physical units)", None,
+                     f"Trained on {plotting.LABELS[sample]} jets (stand-in data)", ax=ax)
+    return plotting.save(fig, a.out)
 
 
 if __name__ == "__main__":
