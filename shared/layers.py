@@ -214,10 +214,10 @@ def _set_trunk(x, mask, context, width, num_blocks, num_heads, ffn_dim, dropout,
     return h
 
 
-def _context(t, cond, time_embed_dim, width, name):
+def _context(t, cond, time_embed_dim, width, name, time_scale=16.0):
     parts = []
     if t is not None:
-        parts.append(TimeEmbedding(time_embed_dim, name=f"{name}_time")(t))
+        parts.append(TimeEmbedding(time_embed_dim, scale=time_scale, name=f"{name}_time")(t))
     if cond is not None:
         parts.append(cond)
     if not parts:
@@ -228,17 +228,19 @@ def _context(t, cond, time_embed_dim, width, name):
 
 def build_set_score_net(num_features, cond_dim=0, width=128, num_blocks=6, num_heads=2,
                         ffn_dim=512, time_embed_dim=64, dropout=0.0, num_slots=None,
-                        name="set_score_net"):
+                        time_scale=16.0, name="set_score_net"):
     """Permutation-equivariant noise predictor over padded sets.
 
     Inputs ``[x (B,P,F), t (B,), mask (B,P)] + [cond (B,C)]`` (cond only if ``cond_dim > 0``);
     output eps_hat (B,P,F), exactly 0 at padded slots.  ``num_slots`` may fix P (None = any).
+    ``time_scale``: std of the Gaussian Fourier frequencies of t (large = fast variation in t,
+    which an ODE solver pays for in steps).
     """
     x = keras.Input((num_slots, num_features), name="x")
     t = keras.Input((), name="t")
     mask = keras.Input((num_slots,), name="mask")
     cond = keras.Input((cond_dim,), name="cond") if cond_dim > 0 else None
-    context = _context(t, cond, time_embed_dim, width, name)
+    context = _context(t, cond, time_embed_dim, width, name, time_scale)
     h = _set_trunk(x, mask, context, width, num_blocks, num_heads, ffn_dim, dropout, name)
     h = layers.LayerNormalization(epsilon=1e-6, name=f"{name}_out_norm")(h)
     out = layers.Dense(num_features, name=f"{name}_out")(h) * _mask3(mask, h.dtype)
@@ -267,7 +269,7 @@ def build_set_classifier(num_features, cond_dim=0, width=128, num_blocks=6, num_
 
 
 def build_vector_score_net(num_features, cond_dim=0, width=256, num_blocks=4, time_embed_dim=64,
-                           dropout=0.0, name="vector_score_net"):
+                           dropout=0.0, time_scale=16.0, name="vector_score_net"):
     """Residual MLP noise predictor for fixed-size vectors.
 
     Inputs ``[x (B,F), t (B,)] + [cond (B,C)]`` (no mask: every feature is real); output (B,F).
@@ -275,7 +277,7 @@ def build_vector_score_net(num_features, cond_dim=0, width=256, num_blocks=4, ti
     x = keras.Input((num_features,), name="x")
     t = keras.Input((), name="t")
     cond = keras.Input((cond_dim,), name="cond") if cond_dim > 0 else None
-    context = _context(t, cond, time_embed_dim, width, name)
+    context = _context(t, cond, time_embed_dim, width, name, time_scale)
     h = layers.Dense(width, name=f"{name}_embed")(x)
     for i in range(num_blocks):
         h = ResidualDense(width, dropout, name=f"{name}_block{i}")(h, context)

@@ -49,17 +49,25 @@ def _make_ode_fn(eps_fn, sde, divergence, vector_input):
 
     @tf.function(reduce_retracing=True)
     def exact(x, t, mask, cond, probe):
+        # one vector-Jacobian product per coordinate (sets are independent within a batch);
+        # a while-loop keeps memory flat (batch_jacobian's pfor crashed TF 2.21 on CPU)
         del probe
         b, p, nf = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
         t_vec = tf.fill([b], t)
         x_flat = tf.reshape(x, [b, -1])
-        with tf.GradientTape() as tape:
-            tape.watch(x_flat)
-            f = drift(tf.reshape(x_flat, [b, p, nf]), t_vec, mask, cond)
-            f_flat = tf.reshape(f, [b, -1])
-        jac = tape.batch_jacobian(f_flat, x_flat)          # sets are independent in a batch
         real = tf.reshape(tf.repeat(mask, nf, axis=1), [b, -1])
-        return f, tf.reduce_sum(tf.linalg.diag_part(jac) * real, axis=1)
+
+        def body(d, acc):
+            with tf.GradientTape() as tape:
+                tape.watch(x_flat)
+                f_flat = tf.reshape(drift(tf.reshape(x_flat, [b, p, nf]), t_vec, mask, cond), [b, -1])
+                comp = tf.reduce_sum(f_flat[:, d])
+            grad = tape.gradient(comp, x_flat)
+            return d + 1, acc + grad[:, d] * real[:, d]
+
+        _, div = tf.while_loop(lambda d, acc: d < p * nf, body,
+                               (tf.constant(0), tf.zeros([b], x.dtype)))
+        return drift(x, t_vec, mask, cond), div
 
     return hutchinson if divergence == "hutchinson" else exact
 
@@ -114,21 +122,27 @@ def log_likelihood(eps_fn, x, mask, cond, sde, *, divergence="hutchinson", probe
             probe_tf = tf.constant(z * mb[..., None], tf.float32)
         else:
             probe_tf = tf.zeros([1, 1, 1], tf.float32)
-        n_state = b * p * nf
+        # the ODE state holds real coordinates only, so padding cannot even change step sizes
+        real_idx = np.flatnonzero(np.broadcast_to(mb[..., None] > 0, xb.shape))
+        n_state = real_idx.size
 
         def rhs(t, y, xb_shape=xb.shape, mask_tf=mask_tf, cond_tf=cond_tf, probe_tf=probe_tf,
-                n_state=n_state):
-            xt = tf.constant(y[:n_state].reshape(xb_shape), tf.float32)
-            f, div = ode_fn(xt, tf.constant(t, tf.float32), mask_tf, cond_tf, probe_tf)
-            return np.concatenate([f.numpy().astype(np.float64).ravel(),
+                real_idx=real_idx, n_state=n_state):
+            full = np.zeros(int(np.prod(xb_shape)), dtype=np.float32)
+            full[real_idx] = y[:n_state]
+            f, div = ode_fn(tf.constant(full.reshape(xb_shape)), tf.constant(t, tf.float32),
+                            mask_tf, cond_tf, probe_tf)
+            return np.concatenate([f.numpy().ravel()[real_idx].astype(np.float64),
                                    div.numpy().astype(np.float64)])
 
-        y0 = np.concatenate([xb.ravel(), np.zeros(b)])
+        y0 = np.concatenate([xb.ravel()[real_idx], np.zeros(b)])
         sol = solve_ivp(rhs, (t_eps, 1.0), y0, method=method, rtol=rtol, atol=atol)
         if not sol.success:
             raise RuntimeError(f"log_likelihood: ODE solver failed: {sol.message}")
         y1 = sol.y[:, -1]
-        z1 = y1[:n_state].reshape(xb.shape) * mb[..., None]
+        z1 = np.zeros(xb.size)
+        z1[real_idx] = y1[:n_state]
+        z1 = z1.reshape(xb.shape)
         delta = y1[n_state:]
         logp[sl] = sde.prior_logp(z1, mb) + delta
         nfe += int(sol.nfev)
