@@ -64,9 +64,9 @@ def max_sic(labels, scores, min_background=10):
 
 
 def inverse_bkg_eff_at(labels, scores, eff_s):
-    """1/ε_b at signal efficiency ``eff_s`` (ε_b linearly interpolated along the ROC)."""
+    """1/ε_b of the tightest cut whose signal efficiency reaches ``eff_s`` (no interpolation);
+    inf if no background passes that cut."""
     fpr, tpr, _ = roc(labels, scores)
-    # tpr is non-decreasing; take the right-most point of flat segments for a unique inverse
-    keep = np.r_[np.diff(tpr) > 0, True]
-    fb = float(np.interp(eff_s, tpr[keep], fpr[keep]))
+    idx = int(np.searchsorted(tpr, eff_s - 1e-12, side="left"))
+    fb = float(fpr[min(idx, fpr.size - 1)])
     return float("inf") if fb == 0.0 else 1.0 / fb
