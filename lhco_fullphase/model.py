@@ -20,6 +20,7 @@ from shared.layers import FourierFeatures, build_set_score_net, eps_fn_from_mode
 from shared.sampler import ddim_sample
 from shared.sde import make_sde
 
+PARTS = ("jet", "particle")
 NET_KEYS = ("width", "num_blocks", "num_heads", "ffn_dim", "time_embed_dim", "dropout")
 
 
@@ -33,8 +34,11 @@ class DijetDiffusion(keras.Model):
     model then sees N + u, u ~ U(−½, ½)·width, so that a continuous density covers the integers.
     """
 
-    def __init__(self, model_cfg, num_particles, n_dequant=0.0, n_feature=4, **kwargs):
+    def __init__(self, model_cfg, num_particles, n_dequant=0.0, n_feature=4, parts=PARTS, **kwargs):
         super().__init__(**kwargs)
+        self.parts = tuple(parts)
+        if not self.parts or any(p not in PARTS for p in self.parts):
+            raise ValueError(f"DijetDiffusion: parts must be a non-empty subset of {PARTS}, got {parts}")
         self.model_cfg = dict(model_cfg)
         self.num_particles = int(num_particles)
         self.n_dequant = float(n_dequant)
@@ -52,6 +56,9 @@ class DijetDiffusion(keras.Model):
         pcfg = {k: v for k, v in self.model_cfg["particle_net"].items() if k in NET_KEYS}
         self.jet_net = build_set_score_net(5, cond_dim=mjj_dim, num_slots=2, name="jet_net", **jcfg)
         self.particle_net = build_set_score_net(3, cond_dim=5 + mjj_dim, name="particle_net", **pcfg)
+        # Only the selected nets train (the other stays frozen and out of the loss).
+        self.jet_net.trainable = "jet" in self.parts
+        self.particle_net.trainable = "particle" in self.parts
         dq = np.zeros(5, np.float32)
         dq[self.n_feature] = self.n_dequant
         self._dequant = tf.constant(dq)
@@ -69,19 +76,23 @@ class DijetDiffusion(keras.Model):
         return flat_parts, flat_mask, cond
 
     def compute_batch_loss(self, batch, training=True):
-        """Jet DSM loss + particle DSM loss (masked; padding never contributes)."""
+        """Sum of the selected parts' masked DSM losses (jet and/or particle; padding never
+        contributes)."""
         jets = tf.cast(batch["jets"], tf.float32)
-        parts = tf.cast(batch["particles"], tf.float32)
-        mask = tf.cast(batch["mask"], tf.float32)
         mjj_cond = self._mjj_cond(batch["mjj"])
-        u = tf.random.uniform(tf.shape(jets)[:2])[..., None] - 0.5
-        jets_dq = jets + u * self._dequant
-        jet_loss = shared_losses.dsm_loss(self.jet_net, jets_dq, tf.ones_like(jets[..., 0]), mjj_cond,
-                                          self.sde, weighting=self.weighting, training=training)
-        fp, fm, cond = self._particle_inputs(jets, parts, mask, mjj_cond)
-        part_loss = shared_losses.dsm_loss(self.particle_net, fp, fm, cond, self.sde,
+        loss = 0.0
+        if "jet" in self.parts:
+            u = tf.random.uniform(tf.shape(jets)[:2])[..., None] - 0.5
+            jets_dq = jets + u * self._dequant
+            loss += shared_losses.dsm_loss(self.jet_net, jets_dq, tf.ones_like(jets[..., 0]), mjj_cond,
+                                           self.sde, weighting=self.weighting, training=training)
+        if "particle" in self.parts:
+            parts = tf.cast(batch["particles"], tf.float32)
+            mask = tf.cast(batch["mask"], tf.float32)
+            fp, fm, cond = self._particle_inputs(jets, parts, mask, mjj_cond)
+            loss += shared_losses.dsm_loss(self.particle_net, fp, fm, cond, self.sde,
                                            weighting=self.weighting, training=training)
-        return jet_loss + part_loss
+        return loss
 
     def call(self, inputs, training=False):
         """(jet eps_hat, particle eps_hat) at t = 0.5; used to build the weights."""
