@@ -79,17 +79,17 @@ def grid_figure(nrows, ncols, panel=(3.6, 3.4)):
     from shared import plotting
     import matplotlib.pyplot as plt
     plotting.set_style()
-    fig = plt.figure(figsize=(panel[0] * ncols, panel[1] * nrows))
-    gs = fig.add_gridspec(2 * nrows, ncols, height_ratios=[3, 1] * nrows, hspace=0.08, wspace=0.35)
+    fig = plt.figure(figsize=(panel[0] * ncols, (panel[1] + 0.8) * nrows))
+    # (main, ratio, spacer) rows per region: room for the x label and the next row's title
+    gs = fig.add_gridspec(3 * nrows, ncols, height_ratios=[3, 1, 0.9] * nrows, hspace=0.08, wspace=0.35)
     axes = []
     for r in range(nrows):
         row = []
         for c in range(ncols):
-            a = fig.add_subplot(gs[2 * r, c])
-            b = fig.add_subplot(gs[2 * r + 1, c], sharex=a)
+            a = fig.add_subplot(gs[3 * r, c])
+            b = fig.add_subplot(gs[3 * r + 1, c], sharex=a)
             row.append((a, b))
         axes.append(row)
-    fig.subplots_adjust(hspace=0.45)
     return fig, axes
 
 

@@ -43,6 +43,14 @@ def build_generator(cfg, pre, parts=PARTS):
     return model
 
 
+def training_config(cfg, part):
+    """``training`` with the part's overrides from ``training_<part>`` (e.g. more epochs for
+    the cheap jet model) applied."""
+    tcfg = dict(cfg["training"])
+    tcfg.update(dict(cfg.get(f"training_{part}") or {}))
+    return tcfg
+
+
 def train_generator(cfg, out, part, data_dir=None, ctx=None, progress=True):
     """Train one generator part; returns its folder. Skips when ``train_summary.json`` exists."""
     from shared.distributed import get_context
@@ -58,7 +66,7 @@ def train_generator(cfg, out, part, data_dir=None, ctx=None, progress=True):
     prep = Prepared(data_dir_for(cfg, out, data_dir))
     train = network_arrays(prep.pre, prep.take("sb_train"), part)
     val = network_arrays(prep.pre, prep.take("sb_val"), part)
-    tcfg = dict(cfg["training"])
+    tcfg = training_config(cfg, part)
     tcfg.setdefault("seed", int(cfg.get("seed", 0)) + (0 if part == "jet" else 1))
     tcfg["progress"] = bool(progress and tcfg.get("progress", True))
     model = build_generator(cfg, prep.pre, parts=(part,))
@@ -84,7 +92,7 @@ def load_generator(cfg, out, pre, use_ema=None):
     full = build_generator(cfg, pre)
     for part in PARTS:
         single = build_generator(cfg, pre, parts=(part,))
-        ema = use_ema and bool(cfg["training"].get("ema_decay"))
+        ema = use_ema and bool(training_config(cfg, part).get("ema_decay"))
         load_checkpoint(os.path.join(model_dir(out, part), "checkpoints", "best"), single, use_ema=ema)
         net = "jet_net" if part == "jet" else "particle_net"
         getattr(full, net).set_weights(getattr(single, net).get_weights())
