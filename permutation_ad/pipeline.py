@@ -60,6 +60,7 @@ def acceptance(res):
     perm = res.get("permutation_test")
     if perm:
         out["permutation means within 3 sigma"] = perm["all_within_3sigma"]
+        out["permutation means within 3 standard errors (stricter)"] = perm["all_within_3_stderr"]
     return out
 
 

@@ -22,11 +22,13 @@ def main(argv=None):
     fig, ax = plotting.figure()
     x = np.arange(1, len(mean) + 1)
     ax.errorbar(x, mean, yerr=std, fmt="o", color=plotting.COLORS["qcd"], capsize=5, ms=8,
-                label=f"QCD jet #{r['jet_index']} ({r['num_particles']} particles), {len(r['nll'][0])} estimates each")
+                label=f"QCD jet #{r['jet_index']} ({r['num_particles']} particles): mean ± std of "
+                      f"{len(r['nll'][0])} estimates (grey)")
     for row, xi in zip(np.asarray(r["nll"]), x):
         ax.plot(np.full(len(row), xi) + 0.15, row, ".", color="gray", alpha=0.5)
     ax.axhline(mean.mean(), color="gray", ls=":", lw=1)
-    span = max(np.ptp(mean) + 6 * std.max(), 1e-3)
+    allv = np.asarray(r["nll"])
+    span = max(np.abs(allv - mean.mean()).max() * 1.4, 1e-3)
     ax.set_ylim(mean.mean() - span, mean.mean() + span)
     ax.set_xticks(x)
     ax.set_xticklabels(["original"] + [f"perm. {i}" for i in x[1:] - 1])

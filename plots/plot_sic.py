@@ -33,8 +33,10 @@ def plot_sic(files, out_stem, min_background=10, labels=None, ax=None, styles=No
             ax.plot(eff_s, sic, label=kw.pop("label", prefix + n.replace("_", " ")), **kw)
     ax.axhline(1.0, color="gray", ls=":", lw=1)
     ax.set_xlabel(r"Signal efficiency $\epsilon_s$")
-    ax.set_ylabel(r"SIC = $\epsilon_s/\sqrt{\epsilon_b}$")
+    ax.set_ylabel(r"SIC = $\epsilon_s\,/\,\epsilon_b^{1/2}$")
     ax.set_xlim(0, 1)
+    ax.relim()  # several calls may draw into one axes: rescale to everything drawn so far
+    ax.autoscale(enable=True, axis="y")
     ax.set_ylim(bottom=0)
     ax.legend(frameon=False)
     plotting.label_plot(ax, f"SIC empty where < {min_background} background events pass")
