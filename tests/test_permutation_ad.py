@@ -129,8 +129,14 @@ def test_density_likelihood_units_and_permutation():
     np.testing.assert_allclose(b["logp"] - a["logp"],
                                std.log_jacobian_particles(m) + std.log_jacobian_jets(), rtol=1e-6)
     perm = np.array([2, 0, 4, 1, 3])
+    # the particle score net is permutation-equivariant to float precision ...
+    part_eps, _ = model.eps_fns()
+    t = np.full((2,), 0.3, np.float32)
+    e = part_eps(c, t, m, j).numpy()
+    np.testing.assert_allclose(part_eps(c[:, perm], t, m[:, perm], j).numpy(), e[:, perm], atol=1e-5)
+    # ... so log p is invariant up to the adaptive ODE solver's error (steps differ by round-off)
     p = model.log_likelihood(c[:, perm], m[:, perm], j, lik_cfg=lik, seed=0)
-    np.testing.assert_allclose(p["logp"], a["logp"], rtol=1e-3)  # ODE tolerance, not model error
+    np.testing.assert_allclose(p["logp"], a["logp"], atol=0.3)
     assert np.all(np.isfinite(a["logp"])) and a["nfe_particles"] > 0
     np.testing.assert_array_equal(a["n"], [3, 5])
     # loss: finite scalar for both weightings
