@@ -70,10 +70,10 @@ def jet_features(p4, num_particles, particle_pt_feature="log_pt",
              min(n, P) particles, a function of n, so conditioning on n stays consistent).
     """
     if particle_pt_feature not in PT_FEATURES:
-        raise DataError(path, "particle_pt_feature", f"{particle_pt_feature!r} not in {PT_FEATURES}")
+        raise DataError(path, "data.particle_pt_feature", f"{particle_pt_feature!r} not in {PT_FEATURES}")
     bad = [n for n in jet_feature_names if n not in JET_FEATURES]
     if bad:
-        raise DataError(path, "jet_features", f"unknown {bad}; choose from {JET_FEATURES}")
+        raise DataError(path, "data.jet_features", f"unknown {bad}; choose from {JET_FEATURES}")
     p4 = np.asarray(p4)
     if p4.ndim != 3 or p4.shape[-1] != 4:
         raise DataError(path, "p4", f"expected (N, M, 4), got {p4.shape}")

@@ -255,5 +255,15 @@ def main(argv=None):
     print(json.dumps({k: res[k] for k in ("unsupervised", "density_ratio")}, indent=1)[:4000])
 
 
+def cli(argv=None):
+    """``main`` with bad-input errors reported as one line (exit code 2)."""
+    import sys
+    from shared.config import ConfigError
+    try:
+        main(argv)
+    except (pdata.DataError, ConfigError, FileNotFoundError) as exc:
+        sys.exit(f"error: {exc}")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -129,5 +129,15 @@ def main(argv=None):
     print(f"results: {os.path.join(args.out, 'results.json')}")
 
 
+def cli(argv=None):
+    """``main`` with bad-input errors reported as one line (exit code 2)."""
+    import sys
+    from shared.config import ConfigError
+    try:
+        main(argv)
+    except (pdata.DataError, ConfigError, FileNotFoundError) as exc:
+        sys.exit(f"error: {exc}")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -56,8 +56,9 @@ def model_config(cfg, objective):
     return dict(cfg, model=mcfg)
 
 
-def train_density(cfg, out, sample, objective, data_dir=None, ctx=None, progress=True):
-    """Train one density; returns its folder. Skips when ``train_summary.json`` exists."""
+def train_density(cfg, out, sample, objective, data_dir=None, ctx=None, progress=True, resume="auto"):
+    """Train one density; returns its folder. With ``resume='auto'`` it skips a finished model
+    (``train_summary.json``) and continues an interrupted one; ``'never'`` starts afresh."""
     from shared.distributed import get_context
     from shared.training import Trainer
     from shared.seeding import set_seeds
@@ -70,7 +71,7 @@ def train_density(cfg, out, sample, objective, data_dir=None, ctx=None, progress
     data_dir = data_dir or os.path.join(out, "data")
     workdir = model_dir(out, sample, objective)
     summary_path = os.path.join(workdir, "train_summary.json")
-    if os.path.exists(summary_path):
+    if os.path.exists(summary_path) and resume == "auto":
         return workdir
     if ctx.is_root:
         pdata.prepare(cfg, data_dir, source_desc=getattr(cfg, "source", "<config>"), progress=progress)
@@ -86,6 +87,8 @@ def train_density(cfg, out, sample, objective, data_dir=None, ctx=None, progress
     extra = {"standardizer": std.to_dict(), "sample": sample, "objective": objective}
     tcfg = dict(cfg["training"])
     tcfg.setdefault("seed", int(cfg.get("seed", 0)))
+    if resume != "auto":
+        tcfg["resume"] = resume
     trainer = Trainer(model, tcfg, workdir, ctx=ctx, extra_state=extra)
     start = time.time()
     history = trainer.fit(_standardized(train, std), _standardized(val, std))
@@ -125,7 +128,7 @@ def load_density(cfg, workdir, objective):
 
 
 def main(argv=None):
-    from shared.config import build_parser, config_from_args
+    from shared.config import build_parser, config_from_args, resolve_resume
     p = build_parser(__doc__.split("\n")[0])
     p.add_argument("--sample", default="qcd", choices=SAMPLES)
     p.add_argument("--objective", default=None, choices=OBJECTIVES,
@@ -136,7 +139,8 @@ def main(argv=None):
     data_dir = _data_dir(cfg, args)
     objectives = [args.objective] if args.objective else list(cfg["model"].get("objectives", OBJECTIVES))
     for obj in objectives:
-        path = train_density(cfg, args.out, args.sample, obj, data_dir=data_dir)
+        path = train_density(cfg, args.out, args.sample, obj, data_dir=data_dir,
+                             resume=resolve_resume(args.resume, model_dir(args.out, args.sample, obj)))
         print(f"trained {args.sample}/{obj}: {path}")
 
 
@@ -147,5 +151,15 @@ def _data_dir(cfg, args):
     return d if d else os.path.join(args.out, "data")
 
 
+def cli(argv=None):
+    """``main`` with bad-input errors reported as one line (exit code 2)."""
+    import sys
+    from shared.config import ConfigError
+    try:
+        main(argv)
+    except (pdata.DataError, ConfigError, FileNotFoundError) as exc:
+        sys.exit(f"error: {exc}")
+
+
 if __name__ == "__main__":
-    main()
+    cli()
