@@ -257,12 +257,8 @@ def main(argv=None):
 
 def cli(argv=None):
     """``main`` with bad-input errors reported as one line (exit code 2)."""
-    import sys
-    from shared.config import ConfigError
-    try:
-        main(argv)
-    except (pdata.DataError, ConfigError, FileNotFoundError) as exc:
-        sys.exit(f"error: {exc}")
+    from shared.config import run_cli
+    run_cli(main, argv, (pdata.DataError,))
 
 
 if __name__ == "__main__":

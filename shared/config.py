@@ -316,3 +316,14 @@ def resolve_resume(resume: str | None, workdir: str | os.PathLike) -> str | None
 __all__ = ["Config", "ConfigError", "load_config", "save_config", "deep_merge", "parse_override",
            "set_key", "build_parser", "config_from_args", "flatten_overrides", "atomic_write_text",
            "is_path_key", "resolve_resume", "yaml_load"]
+
+
+def run_cli(main, argv=None, errors: tuple = ()) -> None:
+    """Run an entry point's ``main(argv)``, reporting bad input (``ConfigError``, missing files
+    and the caller's ``errors``) as one line on stderr with exit code 2 instead of a traceback."""
+    import sys
+    try:
+        main(argv)
+    except (ConfigError, FileNotFoundError, *errors) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
