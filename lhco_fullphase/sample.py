@@ -17,7 +17,7 @@ Output ``OUT/generated/<region>.h5`` (h5py, written atomically; format ``lhco_fu
 * attributes: region, steps, second_order, seed, use_ema, jet_features, particle_features.
 
 Values are the inverse preprocessing of what the networks produced; only network-space values
-beyond ±``generation.clip`` standard deviations (default 8: failed samples, e.g. of an
+beyond ±``generation.clip`` standard deviations (default 30: failed samples, e.g. of an
 undertrained net) are clipped, and counted in the ``n_clipped`` attribute. A generated pT_rel
 can fall slightly outside [0, 1].
 """
@@ -43,7 +43,7 @@ def generated_path(out, region):
     return os.path.join(out, "generated", f"{region}.h5")
 
 
-def generate_events(model, pre, mjj, steps, second_order, batch_size, seed, clip=8.0, progress=True):
+def generate_events(model, pre, mjj, steps, second_order, batch_size, seed, clip=30.0, progress=True):
     """Physical jets/particles/mask for the given mjj values (GeV) and the number of
     network-space values clipped to [−clip, clip]."""
     p = model.num_particles
@@ -126,12 +126,12 @@ def sample_region(cfg, out, region, data_dir=None, progress=True):
     model = load_generator(cfg, out, prep.pre)
     arrays, n_clipped = generate_events(model, prep.pre, mjj, int(g["ddim_steps"]),
                                         bool(g.get("second_order", True)), int(g.get("batch_size", 1000)),
-                                        seed, float(g.get("clip", 8.0)), progress)
+                                        seed, float(g.get("clip", 30.0)), progress)
     arrays.update(extra)
     write_generated(path, arrays, {"region": region, "steps": int(g["ddim_steps"]),
                                    "second_order": bool(g.get("second_order", True)), "seed": seed,
                                    "use_ema": bool(g.get("use_ema", True)), "n_clipped": n_clipped,
-                                   "clip": float(g.get("clip", 8.0))})
+                                   "clip": float(g.get("clip", 30.0))})
     return path
 
 
