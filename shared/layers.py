@@ -19,6 +19,9 @@ import tensorflow as tf
 from keras import layers, ops
 
 _LEAKY_SLOPE = 0.01
+# Builder defaults for the small-t conditioning (see TimeEmbedding / ContextGain).
+LOG_TIME_DEFAULT = True
+OUTPUT_GAIN_DEFAULT = True
 
 
 def _leaky(x):
@@ -75,30 +78,80 @@ class FourierFeatures(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="shared")
 class TimeEmbedding(layers.Layer):
-    """Diffusion time t (B,) -> (B, dim): Fourier features then two Dense layers."""
+    """Diffusion time t (B,) -> (B, dim): Fourier features then two Dense layers.
 
-    def __init__(self, dim=64, num_frequencies=16, kind="gaussian", scale=16.0, seed=0, **kwargs):
+    ``log_time=True`` adds features of log t (floored at ``log_time_floor``): log t / 10 and
+    Gaussian Fourier features of log t with frequency std ``log_time_scale``.  Raw-t Fourier
+    features are almost constant for t << 1/scale, where σ(t) still spans decades and the score
+    −ε̂/σ amplifies every error; log t resolves that range (cf. EDM's c_noise = ¼ log σ).
+    """
+
+    def __init__(self, dim=64, num_frequencies=16, kind="gaussian", scale=16.0, seed=0,
+                 log_time=False, log_time_scale=0.05, log_time_floor=1e-8, **kwargs):
         super().__init__(**kwargs)
         self.dim = int(dim)
         self.num_frequencies = int(num_frequencies)
         self.kind = kind
         self.scale = float(scale)
         self.seed = int(seed)
+        self.log_time = bool(log_time)
+        self.log_time_scale = float(log_time_scale)
+        self.log_time_floor = float(log_time_floor)
         self.fourier = FourierFeatures(num_frequencies, kind=kind, scale=scale, seed=seed)
+        self.log_fourier = FourierFeatures(num_frequencies, kind="gaussian", scale=log_time_scale,
+                                           seed=seed + 1) if self.log_time else None
         self.dense1 = layers.Dense(self.dim)
         self.dense2 = layers.Dense(self.dim)
 
+    def _num_features(self):
+        return 2 * self.num_frequencies * (2 if self.log_time else 1) + (1 if self.log_time else 0)
+
     def build(self, input_shape):
         self.fourier.build(input_shape)
-        self.dense1.build((None, 2 * self.num_frequencies))
+        if self.log_fourier is not None:
+            self.log_fourier.build(input_shape)
+        self.dense1.build((None, self._num_features()))
         self.dense2.build((None, self.dim))
 
     def call(self, t):
-        return self.dense2(_leaky(self.dense1(self.fourier(t))))
+        feats = self.fourier(t)
+        if self.log_time:
+            t = ops.cast(t, feats.dtype)
+            if len(t.shape) == 1:
+                t = ops.expand_dims(t, -1)
+            log_t = ops.log(ops.maximum(t, self.log_time_floor))
+            feats = ops.concatenate([feats, self.log_fourier(log_t), 0.1 * log_t], axis=-1)
+        return self.dense2(_leaky(self.dense1(feats)))
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "num_frequencies": self.num_frequencies,
-                "kind": self.kind, "scale": self.scale, "seed": self.seed}
+                "kind": self.kind, "scale": self.scale, "seed": self.seed,
+                "log_time": self.log_time, "log_time_scale": self.log_time_scale,
+                "log_time_floor": self.log_time_floor}
+
+
+@keras.saving.register_keras_serializable(package="shared")
+class ContextGain(layers.Layer):
+    """Per-set, per-feature output gain exp(clip(Dense(context))), initialised to exactly 1.
+
+    The optimal ε̂ shrinks ∝ σ(t) as t → 0 (ε* = −σ ∇log p_t); after the output LayerNorm the net
+    cannot express that scale, a learned gain of the time context can (log-linear in log t).
+    """
+
+    def __init__(self, units, max_log_gain=10.0, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.max_log_gain = float(max_log_gain)
+        self.dense = layers.Dense(self.units, kernel_initializer="zeros", bias_initializer="zeros")
+
+    def build(self, context_shape):
+        self.dense.build(context_shape)
+
+    def call(self, context):
+        return ops.exp(ops.clip(self.dense(context), -self.max_log_gain, self.max_log_gain))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "max_log_gain": self.max_log_gain}
 
 
 @keras.saving.register_keras_serializable(package="shared")
@@ -214,10 +267,11 @@ def _set_trunk(x, mask, context, width, num_blocks, num_heads, ffn_dim, dropout,
     return h
 
 
-def _context(t, cond, time_embed_dim, width, name, time_scale=16.0):
+def _context(t, cond, time_embed_dim, width, name, time_scale=16.0, log_time=False):
     parts = []
     if t is not None:
-        parts.append(TimeEmbedding(time_embed_dim, scale=time_scale, name=f"{name}_time")(t))
+        parts.append(TimeEmbedding(time_embed_dim, scale=time_scale, log_time=log_time,
+                                   name=f"{name}_time")(t))
     if cond is not None:
         parts.append(cond)
     if not parts:
@@ -228,22 +282,27 @@ def _context(t, cond, time_embed_dim, width, name, time_scale=16.0):
 
 def build_set_score_net(num_features, cond_dim=0, width=128, num_blocks=6, num_heads=2,
                         ffn_dim=512, time_embed_dim=64, dropout=0.0, num_slots=None,
-                        time_scale=16.0, name="set_score_net"):
+                        time_scale=16.0, log_time=LOG_TIME_DEFAULT,
+                        output_gain=OUTPUT_GAIN_DEFAULT, name="set_score_net"):
     """Permutation-equivariant noise predictor over padded sets.
 
     Inputs ``[x (B,P,F), t (B,), mask (B,P)] + [cond (B,C)]`` (cond only if ``cond_dim > 0``);
     output eps_hat (B,P,F), exactly 0 at padded slots.  ``num_slots`` may fix P (None = any).
     ``time_scale``: std of the Gaussian Fourier frequencies of t (large = fast variation in t,
-    which an ODE solver pays for in steps).
+    which an ODE solver pays for in steps).  ``log_time``: also embed log t (see
+    :class:`TimeEmbedding`); ``output_gain``: multiply the output by a learned per-set gain of
+    the context (:class:`ContextGain`), so ε̂ can shrink ∝ σ(t) at small t.
     """
     x = keras.Input((num_slots, num_features), name="x")
     t = keras.Input((), name="t")
     mask = keras.Input((num_slots,), name="mask")
     cond = keras.Input((cond_dim,), name="cond") if cond_dim > 0 else None
-    context = _context(t, cond, time_embed_dim, width, name, time_scale)
+    context = _context(t, cond, time_embed_dim, width, name, time_scale, log_time)
     h = _set_trunk(x, mask, context, width, num_blocks, num_heads, ffn_dim, dropout, name)
     h = layers.LayerNormalization(epsilon=1e-6, name=f"{name}_out_norm")(h)
     out = layers.Dense(num_features, name=f"{name}_out")(h) * _mask3(mask, h.dtype)
+    if output_gain:
+        out = out * ops.expand_dims(ContextGain(num_features, name=f"{name}_gain")(context), 1)
     inputs = [x, t, mask] + ([cond] if cond is not None else [])
     return keras.Model(inputs, out, name=name)
 
@@ -269,20 +328,24 @@ def build_set_classifier(num_features, cond_dim=0, width=128, num_blocks=6, num_
 
 
 def build_vector_score_net(num_features, cond_dim=0, width=256, num_blocks=4, time_embed_dim=64,
-                           dropout=0.0, time_scale=16.0, name="vector_score_net"):
+                           dropout=0.0, time_scale=16.0, log_time=LOG_TIME_DEFAULT,
+                           output_gain=OUTPUT_GAIN_DEFAULT, name="vector_score_net"):
     """Residual MLP noise predictor for fixed-size vectors.
 
     Inputs ``[x (B,F), t (B,)] + [cond (B,C)]`` (no mask: every feature is real); output (B,F).
+    ``log_time`` / ``output_gain`` as in :func:`build_set_score_net`.
     """
     x = keras.Input((num_features,), name="x")
     t = keras.Input((), name="t")
     cond = keras.Input((cond_dim,), name="cond") if cond_dim > 0 else None
-    context = _context(t, cond, time_embed_dim, width, name, time_scale)
+    context = _context(t, cond, time_embed_dim, width, name, time_scale, log_time)
     h = layers.Dense(width, name=f"{name}_embed")(x)
     for i in range(num_blocks):
         h = ResidualDense(width, dropout, name=f"{name}_block{i}")(h, context)
     h = layers.LayerNormalization(epsilon=1e-6, name=f"{name}_out_norm")(h)
     out = layers.Dense(num_features, name=f"{name}_out")(_leaky(h))
+    if output_gain:
+        out = out * ContextGain(num_features, name=f"{name}_gain")(context)
     inputs = [x, t] + ([cond] if cond is not None else [])
     return keras.Model(inputs, out, name=name)
 

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from shared.layers import (FourierFeatures, MaskedMeanPool, ResidualDense, SetAttentionBlock,
+from shared.layers import (ContextGain, FourierFeatures, MaskedMeanPool, ResidualDense, SetAttentionBlock,
                            TileCondition, TimeEmbedding, build_set_classifier, build_set_score_net,
                            build_vector_score_net, call_score_net)
 
@@ -139,3 +139,56 @@ def test_save_load_roundtrip(set_net, data, tmp_path):
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(call_score_net(loaded, x, t, mask, cond).numpy(),
                                call_score_net(set_net, x, t, mask, cond).numpy(), atol=1e-6)
+
+
+def test_log_time_embedding_resolves_small_t_and_round_trips():
+    t = np.array([1e-5, 1e-4, 1e-3], np.float32)
+    plain = TimeEmbedding(16, scale=4.0)
+    logt = TimeEmbedding(16, scale=4.0, log_time=True)
+    e_plain, e_log = plain(t).numpy(), logt(t).numpy()
+    # raw-t Fourier features barely move over decades of small t; log-t features do
+    spread = lambda e: np.linalg.norm(e[0] - e[-1]) / np.linalg.norm(e).mean()
+    assert spread(e_log) > 5 * spread(e_plain)
+    clone = TimeEmbedding.from_config(logt.get_config())
+    clone.build((None,))
+    clone.set_weights(logt.get_weights())
+    assert clone.log_time and clone.log_time_scale == logt.log_time_scale
+    np.testing.assert_allclose(clone(t).numpy(), e_log, atol=1e-6)
+    # configs saved before log_time existed still load (default off)
+    old = {k: v for k, v in plain.get_config().items() if not k.startswith("log_time")}
+    assert not TimeEmbedding.from_config(old).log_time
+
+
+def test_context_gain_starts_at_one_and_round_trips():
+    ctx = np.random.default_rng(4).standard_normal((5, 6)).astype(np.float32)
+    gain = ContextGain(3, max_log_gain=2.0)
+    np.testing.assert_array_equal(gain(ctx).numpy(), 1.0)
+    gain.dense.kernel.assign(100.0 * np.ones((6, 3), np.float32))
+    g = gain(ctx).numpy()
+    assert np.all(g <= np.exp(2.0) + 1e-4) and np.all(g >= np.exp(-2.0) - 1e-6)
+    assert ContextGain.from_config(gain.get_config()).max_log_gain == 2.0
+
+
+@pytest.mark.parametrize("flags", [dict(log_time=True, output_gain=True),
+                                   dict(log_time=False, output_gain=False)])
+def test_set_score_net_small_t_options_equivariant(data, flags, tmp_path):
+    x, t, mask, cond = data
+    net = build_set_score_net(F, C, width=16, num_blocks=1, num_heads=2, ffn_dim=16,
+                              time_embed_dim=8, **flags)
+    assert any(layer.name.endswith("_gain") for layer in net.layers) == flags["output_gain"]
+    # a non-trivial gain, so equivariance and padding are checked through it
+    for layer in net.layers:
+        if isinstance(layer, ContextGain):
+            layer.dense.kernel.assign(0.3 * np.ones(layer.dense.kernel.shape, np.float32))
+    t_small = t * 1e-3
+    y = call_score_net(net, x, t_small, mask, cond).numpy()
+    assert np.all(y[mask == 0] == 0) and np.abs(y[mask == 1]).max() > 0
+    perm, xp, mp = _permute(x, mask, 5)
+    np.testing.assert_allclose(call_score_net(net, xp, t_small, mp, cond).numpy(), y[:, perm],
+                               atol=TOL)
+    path = tmp_path / "net.keras"
+    net.save(path)
+    np.testing.assert_allclose(call_score_net(keras.models.load_model(path), x, t_small, mask,
+                                              cond).numpy(), y, atol=1e-6)
+    vec = build_vector_score_net(4, C, width=8, num_blocks=1, **flags)
+    assert call_score_net(vec, x[:, 0, :].repeat(2, -1)[:, :4], t_small, None, cond).shape == (B, 4)
