@@ -39,10 +39,7 @@ def main(argv=None):
     axes[0][0][0].legend(fontsize=9, frameon=False)
     fig.suptitle("Particles: generated vs true (simulated stand-in data, CPU demo scale)", fontsize=13)
     out = a.out or os.path.join(a.run, "plots", "lhco_fig5_particles")
-    paths = plotting.save(fig, out)
-    for p in paths:
-        print(p)
-    return paths
+    return plotting.save(fig, out, announce=True)
 
 
 if __name__ == "__main__":

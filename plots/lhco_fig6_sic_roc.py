@@ -57,10 +57,7 @@ def main(argv=None):
                               f"median, 68% band; empty < {mb} bkg")
     plotting.label_plot(ax_r, f"eval: {any_s['n_eval_signal']} sig, {any_s['n_eval_background']} bkg (stand-in data)")
     out = a.out or os.path.join(a.run, "plots", "lhco_fig6_sic_roc")
-    paths = plotting.save(fig, out)
-    for p in paths:
-        print(p)
-    return paths
+    return plotting.save(fig, out, announce=True)
 
 
 if __name__ == "__main__":

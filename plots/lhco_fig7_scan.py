@@ -45,10 +45,7 @@ def main(argv=None):
     plotting.label_plot(ax_s, f"{nb} SR background in data; median, 68% band over inits; stand-in data")
     plotting.label_plot(ax_a, f"SIC needs >= {res.get('min_background', 10)} background events; CPU demo scale")
     out = a.out or os.path.join(a.run, "plots", "lhco_fig7_scan")
-    paths = plotting.save(fig, out)
-    for p in paths:
-        print(p)
-    return paths
+    return plotting.save(fig, out, announce=True)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ def label_plot(ax, text="Simulation (stand-in data)"):
     ax.text(0.02, 1.01, text, transform=ax.transAxes, fontsize=12, va="bottom", ha="left")
 
 
-def save(fig, path_stem):
-    """Save ``path_stem``.png and .pdf (folders created, atomic replace); returns both paths."""
+def save(fig, path_stem, announce=False):
+    """Save ``path_stem``.png and .pdf (folders created, atomic replace); returns both paths,
+    printing them when ``announce``."""
     os.makedirs(os.path.dirname(os.path.abspath(path_stem)) or ".", exist_ok=True)
     out = []
     for ext in ("png", "pdf"):
@@ -48,6 +49,8 @@ def save(fig, path_stem):
         fig.savefig(tmp, bbox_inches="tight", dpi=110 if ext == "png" else None)
         os.replace(tmp, final)
         out.append(final)
+        if announce:
+            print(final)
     plt.close(fig)
     return out
 
