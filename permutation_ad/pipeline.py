@@ -114,17 +114,13 @@ def run(cfg, out, data_dir=None, stages=STAGES, progress=True):
 
 
 def main(argv=None):
-    from shared.config import build_parser, config_from_args
+    from shared.config import add_stages_argument, build_parser, config_from_args
     p = build_parser(__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=None, help="raw + processed data cache (default OUT/data)")
-    p.add_argument("--stages", default=",".join(STAGES), help=f"comma list from {STAGES}")
+    add_stages_argument(p, STAGES)
     args = p.parse_args(argv)
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    bad = [s for s in stages if s not in STAGES]
-    if bad:
-        p.error(f"--stages: unknown {bad}; choose from {STAGES}")
     cfg = config_from_args(args)
-    res = run(cfg, args.out, ptrain._data_dir(cfg, args), stages)
+    res = run(cfg, args.out, ptrain._data_dir(cfg, args), args.stages)
     print(json.dumps({"stage_seconds": res["stage_seconds"], "acceptance": res["acceptance"]}, indent=1))
     print(f"results: {os.path.join(args.out, 'results.json')}")
 

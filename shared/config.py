@@ -327,3 +327,18 @@ def run_cli(main, argv=None, errors: tuple = ()) -> None:
     except (ConfigError, FileNotFoundError, *errors) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def add_stages_argument(parser: argparse.ArgumentParser, stages) -> None:
+    """``--stages a,b,...`` choosing among ``stages`` (default: all); parsed to a list, and an
+    unknown name is a one-line usage error."""
+    known = list(stages)
+
+    def parse(text):
+        chosen = [s.strip() for s in text.split(",") if s.strip()]
+        bad = [s for s in chosen if s not in known]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {known}")
+        return chosen
+
+    parser.add_argument("--stages", type=parse, default=known, help=f"comma list from {known}")

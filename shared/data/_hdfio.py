@@ -44,6 +44,12 @@ def open_store(path, key):
         store.close()
 
 
+def store_nrows(store, key):
+    """Number of rows of ``key`` in an open pandas HDFStore (table or fixed format)."""
+    st = store.get_storer(key)
+    return int(st.nrows if st.is_table else st.shape[0])
+
+
 def temp_path(path):
     """A temporary sibling of `path` (same filesystem, so os.replace is atomic)."""
     d, b = os.path.split(os.path.abspath(os.fspath(path)))

@@ -32,8 +32,7 @@ def _check_head(path, head):
 def count_lhco(path):
     """Number of events in an LHCO R&D file."""
     with _hdfio.open_store(path, KEY) as store:
-        st = store.get_storer(KEY)
-        return int(st.nrows if st.is_table else st.shape[0])
+        return _hdfio.store_nrows(store, KEY)
 
 
 def iter_lhco(path, start=0, stop=None, chunksize=50_000, dtype=np.float32):
@@ -42,8 +41,7 @@ def iter_lhco(path, start=0, stop=None, chunksize=50_000, dtype=np.float32):
     if chunksize <= 0:
         raise ValueError("chunksize must be positive")
     with _hdfio.open_store(path, KEY) as store:
-        st = store.get_storer(KEY)
-        nrows = int(st.nrows if st.is_table else st.shape[0])
+        nrows = _hdfio.store_nrows(store, KEY)
         _check_head(path, store.select(KEY, start=0, stop=0))
         stop = nrows if stop is None else min(int(stop), nrows)
         for a in range(int(start), stop, chunksize):

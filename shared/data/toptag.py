@@ -52,8 +52,7 @@ def _chunk_to_arrays(path, df, offset):
 def count_toptag(path):
     """Number of jets in a top-tagging file."""
     with _hdfio.open_store(path, KEY) as store:
-        st = store.get_storer(KEY)
-        return int(st.nrows if st.is_table else st.shape[0])
+        return _hdfio.store_nrows(store, KEY)
 
 
 def iter_toptag(path, start=0, stop=None, chunksize=100_000):
@@ -62,8 +61,7 @@ def iter_toptag(path, start=0, stop=None, chunksize=100_000):
     if chunksize <= 0:
         raise ValueError("chunksize must be positive")
     with _hdfio.open_store(path, KEY) as store:
-        st = store.get_storer(KEY)
-        nrows = int(st.nrows if st.is_table else st.shape[0])
+        nrows = _hdfio.store_nrows(store, KEY)
         head = store.select(KEY, start=0, stop=0)
         _check_columns(path, head.columns)
         stop = nrows if stop is None else min(int(stop), nrows)
