@@ -35,7 +35,7 @@ from lhco_fullphase.classifier import build_classifier
 from lhco_fullphase.prepare import EVAL_ROLES, Prepared, data_dir_for
 from lhco_fullphase.sample import generated_path, read_generated
 from shared import metrics
-from shared.config import atomic_write_text
+from shared.config import atomic_savez
 
 METHODS = ("diffusion", "idealized")
 
@@ -108,11 +108,6 @@ def train_and_score(cfg, workdir, x0, x1, score_sets, seed, fractions=None, prog
     return preds, splits, label, history
 
 
-def _atomic_npz(path, **arrays):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 def _eval_set(prep):
@@ -153,7 +148,7 @@ def scan(cfg, out, data_dir=None, progress=True):
                     t0 = time.time()
                     preds, _, _, hist = train_and_score(cfg, wd, x0, x1, {"eval": eval_x}, seed,
                                                         progress=progress)
-                    _atomic_npz(path, scores=preds["eval"], labels=eval_labels,
+                    atomic_savez(path, scores=preds["eval"], labels=eval_labels,
                                 event_id=eval_arrays["event_id"], train_event_id=used,
                                 n_signal_injected=n, n_data_background=len(data_bkg["mjj"]),
                                 n_label0=len(x0["jets"]), epochs=len(hist), wall_s=time.time() - t0)
@@ -182,7 +177,7 @@ def quality(cfg, out, data_dir=None, progress=True):
                     cfg, wd, features(prep.pre, gen), features(prep.pre, true), {}, seed,
                     fractions=fractions, progress=progress)
                 test_labels = label[splits[2]].astype(np.int8)
-                _atomic_npz(path, scores=preds["test"], labels=test_labels,
+                atomic_savez(path, scores=preds["test"], labels=test_labels,
                             auc=metrics.auc(test_labels, preds["test"]), epochs=len(hist),
                             wall_s=time.time() - t0, n_generated=len(gen["mjj"]), n_true=len(true["mjj"]))
             paths.append(path)

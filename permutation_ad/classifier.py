@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from shared import layers as shared_layers
+from shared.config import atomic_savez
 
 
 class SetClassifier(keras.Model):
@@ -95,7 +96,5 @@ def train_classifier(cfg, out, data_dir, ctx=None):
         probs[f"prob_{s}"] = model.predict_proba(d["constituents"], d["mask"], d["jets"])
     if ctx.is_root:
         std.save_json(os.path.join(workdir, "standardizer.json"))
-        tmp = pred_path + ".tmp.npz"
-        np.savez(tmp, num_weights=np.asarray(model.net.count_params()), **probs)
-        os.replace(tmp, pred_path)
+        atomic_savez(pred_path, num_weights=np.asarray(model.net.count_params()), **probs)
     return pred_path

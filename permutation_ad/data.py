@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zlib
 
 import h5py
 import numpy as np
+
+from shared.config import atomic_write_text
+from shared.data.processed import write_processed
 
 PT_FEATURES = ("log_pt", "log_pt_rel", "log_one_minus_pt_rel")
 JET_FEATURES = ("pt", "eta", "mass", "n")
@@ -171,41 +173,8 @@ class Standardizer:
             return cls.from_dict(json.load(fh))
 
 
-def atomic_write_text(path, text):
-    """Write text via a temporary file + os.replace (nothing half-written)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 # ---------------------------------------------------------------- processed HDF5 (SPEC §1.4)
 
-def write_processed(path, constituents, mask, jets, label, attrs):
-    """Atomic write of the processed layout (uses shared.data.processed when available)."""
-    try:
-        from shared.data.processed import write_processed as _write
-    except ImportError:
-        _write = None
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    if _write is not None:
-        _write(tmp, constituents, mask, jets, label, attrs)
-    else:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("constituents", data=np.asarray(constituents, np.float32), compression="gzip")
-            f.create_dataset("mask", data=np.asarray(mask, bool), compression="gzip")
-            f.create_dataset("jets", data=np.asarray(jets, np.float32))
-            f.create_dataset("label", data=np.asarray(label))
-            for k, v in attrs.items():
-                f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list, tuple)) else v
-    os.replace(tmp, path)
 
 
 def read_processed(path):

@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from permutation_ad import data as pdata
+from shared.config import atomic_savez
 from permutation_ad import train as ptrain
 
 TEST_SAMPLES = ("qcd", "top", "zprime")
@@ -35,11 +36,6 @@ def loglik_path(out, sample, objective):
     return os.path.join(out, "eval", f"loglik_{sample}_{objective}.npz")
 
 
-def _save_npz(path, **arrays):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 def score_model(cfg, out, sample, objective, data_dir, progress=True):
@@ -62,7 +58,7 @@ def score_model(cfg, out, sample, objective, data_dir, progress=True):
             res[f"{k}_{test}"] = np.asarray(ll[k], np.float64)
         res[f"nfe_{test}"] = np.asarray([ll["nfe_jet"], ll["nfe_particles"]])
         res[f"seconds_{test}"] = np.asarray(ll["seconds"])
-    _save_npz(path, **res)
+    atomic_savez(path, **res)
     return res
 
 
@@ -224,7 +220,7 @@ def table1(res, note):
 
     dr = res.get("density_ratio", {})
     sup = res.get("supervised", {}).get("same_jets_as_likelihood", {})
-    lines = [f"# Table I — ours vs published", "", f"**{note}**", "",
+    lines = ["# Table I — ours vs published", "", f"**{note}**", "",
              "Standard training (maximum-likelihood training in parentheses). Unsupervised: "
              "QCD-trained density, score −log p(jet)/N. Max SIC with the minimum-background rule "
              "in results.json (`sic_rule`).", "",

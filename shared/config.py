@@ -262,6 +262,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def atomic_savez(path: str | os.PathLike, **arrays) -> None:
+    """``np.savez`` to ``path`` via a temp file in the same folder and os.replace."""
+    import numpy as np
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def build_parser(description: str | None = None, *, config_required: bool = True,
                  out_required: bool = True) -> argparse.ArgumentParser:
     """Argument parser shared by all entry points: --config, --out, --set, --resume."""
@@ -314,7 +330,7 @@ def resolve_resume(resume: str | None, workdir: str | os.PathLike) -> str | None
 
 
 __all__ = ["Config", "ConfigError", "load_config", "save_config", "deep_merge", "parse_override",
-           "set_key", "build_parser", "config_from_args", "flatten_overrides", "atomic_write_text",
+           "set_key", "build_parser", "config_from_args", "flatten_overrides", "atomic_write_text", "atomic_savez",
            "is_path_key", "resolve_resume", "yaml_load"]
 
 

@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from shared.config import atomic_savez  # noqa: E402
+
 COLORS = {"qcd": "#3f90da", "top": "#bd1f01", "zprime": "#94a4a2", "standard": "#3f90da",
           "likelihood": "#ffa90e", "density_ratio": "#832db6", "classifier": "#a96b59"}
 LABELS = {"qcd": "QCD", "top": "Top quark", "zprime": "Z'", "standard": r"$\lambda=\sigma^2$",
@@ -87,6 +89,4 @@ def save_predictions(path, curves, title=None):
         arrays[f"scores_{n}"] = np.asarray(sc, np.float64)
     if title is not None:
         arrays["title"] = np.asarray(title)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic_savez(path, **arrays)
