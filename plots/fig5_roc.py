@@ -3,7 +3,6 @@ supervised classifier (right)."""
 import os
 import sys
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _pad_figs as F  # noqa: E402

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 
-import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 from lhco_fullphase import figures  # noqa: E402

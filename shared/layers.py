@@ -15,7 +15,6 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers, ops
 
 _LEAKY_SLOPE = 0.01

@@ -78,7 +78,6 @@ def smear(px, py, pz, e, pid, charge, rng, config=DetectorConfig()):
     lost |= (apid == 13) & ~in_tracker
     calo = keep & ~track & ~lost & (aeta < config.calo_eta)
     em = calo & np.isin(apid, _EM)
-    had = calo & ~em
     fwd = aeta > config.fcal_eta
 
     scale = np.ones_like(pt)
