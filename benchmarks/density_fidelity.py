@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from shared.layers import (LOG_TIME_DEFAULT, OUTPUT_GAIN_DEFAULT, build_set_score_net,
                            eps_fn_from_model)
-from shared.likelihood import log_likelihood
+from shared.likelihood import _make_ode_fn, log_likelihood
 from shared.losses import dsm_loss
 from shared.sde import make_sde
 
@@ -137,12 +137,18 @@ def exact_score_study(gmm, sde, args, rng):
     }
 
 
+def build_net(args):
+    return build_set_score_net(3, 0, width=args.width, num_blocks=args.blocks, num_heads=args.heads,
+                               ffn_dim=args.ffn_dim, time_embed_dim=args.time_embed_dim,
+                               time_scale=args.time_scale, log_time=args.log_time,
+                               output_gain=args.output_gain,
+                               gaussian_skip={"name": args.sde} if args.gaussian_skip else None,
+                               data_std=args.data_std)
+
+
 def train_model(gmm, sde, args, rng):
     keras.utils.set_random_seed(args.seed)
-    net = build_set_score_net(3, 0, width=args.width, num_blocks=args.blocks, num_heads=args.heads,
-                              ffn_dim=args.ffn_dim, time_embed_dim=args.time_embed_dim,
-                              time_scale=args.time_scale, log_time=args.log_time,
-                              output_gain=args.output_gain)
+    net = build_net(args)
     opt = keras.optimizers.Adam(learning_rate=args.lr)
     opt.build(net.trainable_variables)
     ema = [tf.Variable(v.value if hasattr(v, "value") else v, trainable=False)
@@ -218,7 +224,11 @@ def score_error_profile(gmm, sde, net, args, rng):
     eps_true, eps_net = gmm.eps_fn(sde), eps_fn_from_model(net)
     ts = np.geomspace(args.t_eps, 1.0, args.profile_points)
     gen = tf.random.Generator.from_seed(args.seed + 29)
-    density = []
+    div_net = _make_ode_fn(eps_net, sde, "exact", False)
+    div_true = _make_ode_fn(eps_true, sde, "exact", False)
+    n_div = min(args.profile_div_sets, int(x.shape[0]))
+    no_probe = tf.zeros([1, 1, 1], tf.float32)
+    density, div_bias = [], []
     for t in ts:
         tt = tf.fill([x.shape[0]], tf.constant(t, tf.float32))
         alpha, sigma = sde.marginal(t)
@@ -226,11 +236,19 @@ def score_error_profile(gmm, sde, net, args, rng):
         err = tf.reduce_sum(tf.square(eps_net(x_t, tt, mask, None) - eps_true(x_t, tt, mask, None))
                             * mask[..., None]) / tf.reduce_sum(mask)
         density.append(float(err) * float(sde.g2(t)) / float(sigma) ** 2)
-    density = np.asarray(density)
+        # ∇·f̃_net − ∇·f̃_true = ½g²/σ (∇·ε̂ − ∇·ε*) on samples of p_t: where in t the ODE's
+        # log-density integrand is biased (to first order, ignoring the trajectory shift)
+        xs, ms, t32 = x_t[:n_div], mask[:n_div], tf.constant(t, tf.float32)
+        d_net = div_net(xs, t32, ms, None, no_probe)[1]
+        d_true = div_true(xs, t32, ms, None, no_probe)[1]
+        div_bias.append(float(tf.reduce_sum(d_net - d_true) / tf.reduce_sum(ms)))
+    density, div_bias = np.asarray(density), np.asarray(div_bias)
     kl = 0.5 * np.trapz(density * ts, np.log(ts))  # dt = t dlog t
     return {"trained_score_kl_bound_per_particle": float(kl),
+            "trained_divergence_bias_per_particle": float(np.trapz(div_bias * ts, np.log(ts))),
             "trained_score_err_profile": {"t": ts.tolist(),
-                                          "g2_over_sigma2_sq_err_per_particle": density.tolist()}}
+                                          "g2_over_sigma2_sq_err_per_particle": density.tolist(),
+                                          "divergence_bias_per_particle": div_bias.tolist()}}
 
 
 def permutation_study(gmm, sde, net, args, rng):
@@ -288,11 +306,20 @@ def parse_args(argv=None):
                    help="embed log t as well as t (small-t resolution)")
     p.add_argument("--output-gain", action=argparse.BooleanOptionalAction,
                    default=OUTPUT_GAIN_DEFAULT, help="learned per-set output gain of the time context")
+    p.add_argument("--gaussian-skip", action=argparse.BooleanOptionalAction, default=True,
+                   help="add the analytic ε of N(0, data_std²) data to the net's output")
+    p.add_argument("--data-std", type=float, default=1.0, help="s of the Gaussian skip")
     p.add_argument("--n-eval-trained", type=int, default=64)
     p.add_argument("--trained-divergence", default="exact", choices=["exact", "hutchinson"])
     p.add_argument("--profile-points", type=int, default=16,
                    help="log-t grid of the score-error profile (0 skips it)")
     p.add_argument("--profile-sets", type=int, default=256)
+    p.add_argument("--profile-div-sets", type=int, default=64,
+                   help="sets for the exact-divergence bias profile")
+    p.add_argument("--save-weights", type=Path, default=None,
+                   help="write the trained (EMA) weights here (.weights.h5)")
+    p.add_argument("--load-weights", type=Path, default=None,
+                   help="skip training: evaluate these weights (same architecture flags)")
     p.add_argument("--perm-sets", type=int, default=2, help="0 skips the permutation study")
     p.add_argument("--perm-permutations", type=int, default=4)
     p.add_argument("--perm-estimates", type=int, default=10)
@@ -313,8 +340,15 @@ def main(argv=None):
           f"(exact divergence, headline); Hutchinson single {result['exact_score_hutchinson_single_abs_err_per_particle']:.4f}, "
           f"mean of {args.n_probes} {result['exact_score_hutchinson_mean_abs_err_per_particle']:.4f}")
     if not args.skip_training:
-        net, info = train_model(gmm, sde, args, rng)
+        if args.load_weights is not None:
+            net, info = build_net(args), {"loaded_weights": str(args.load_weights)}
+            net.load_weights(str(args.load_weights))
+        else:
+            net, info = train_model(gmm, sde, args, rng)
         result.update(info)
+        if args.save_weights is not None:
+            args.save_weights.parent.mkdir(parents=True, exist_ok=True)
+            net.save_weights(str(args.save_weights))
         result.update(trained_study(gmm, sde, net, args, rng))
         print(f"trained: |Δlogp|/N = {result['trained_abs_err_per_particle']:.4f}, "
               f"Spearman(NLL) = {result['trained_spearman']:.4f}, "
@@ -322,7 +356,8 @@ def main(argv=None):
         if args.profile_points > 0:
             result.update(score_error_profile(gmm, sde, net, args, rng))
             print(f"score-matching KL bound per particle = "
-                  f"{result['trained_score_kl_bound_per_particle']:.4f}")
+                  f"{result['trained_score_kl_bound_per_particle']:.4f}; first-order ODE "
+                  f"divergence bias = {result['trained_divergence_bias_per_particle']:+.4f}")
         if args.perm_sets > 0:
             result.update(permutation_study(gmm, sde, net, args, rng))
             print(f"permutations: max |Δ mean NLL| / SE = {result['permutation_max_delta_over_sigma']:.3f}, "

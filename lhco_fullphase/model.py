@@ -52,8 +52,13 @@ class DijetDiffusion(keras.Model):
                                             scale=float(ff.get("scale", 16.0)), seed=int(ff.get("seed", 0)),
                                             name="mjj_fourier")
         mjj_dim = 2 * int(ff.get("num_frequencies", 16))
+        skip = self.model_cfg.get("gaussian_skip", False)
+        if not isinstance(skip, bool):
+            raise ValueError(f"config field 'model.gaussian_skip' must be true or false, got {skip!r}")
+        skip_cfg = dict(self.model_cfg.get("schedule", {"name": "vpsde"})) if skip else None
         jcfg = {k: v for k, v in self.model_cfg["jet_net"].items() if k in NET_KEYS}
         pcfg = {k: v for k, v in self.model_cfg["particle_net"].items() if k in NET_KEYS}
+        jcfg["gaussian_skip"] = pcfg["gaussian_skip"] = skip_cfg  # data are standardised: s = 1
         self.jet_net = build_set_score_net(5, cond_dim=mjj_dim, num_slots=2, name="jet_net", **jcfg)
         self.particle_net = build_set_score_net(3, cond_dim=5 + mjj_dim, name="particle_net", **pcfg)
         # Only the selected nets train (the other stays frozen and out of the loss).

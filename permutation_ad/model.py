@@ -50,13 +50,18 @@ class JetDensityModel(keras.Model):
         if self.weighting not in ("standard", "likelihood"):
             raise ValueError(f"config field 'model.weighting': {self.weighting!r} (standard|likelihood)")
         p, j = cfg["particle_net"], cfg["jet_net"]
+        skip = cfg.get("gaussian_skip", False)
+        if not isinstance(skip, bool):
+            raise ValueError(f"config field 'model.gaussian_skip' must be true or false, got {skip!r}")
+        # standardised inputs: the skip is the exact ε of N(0, 1) data under this schedule
+        skip_cfg = dict(cfg.get("sde") or {"name": "vpsde"}) if skip else None
         self.particle_net = shared_layers.build_set_score_net(
             num_features=num_particle_features, cond_dim=num_jet_features, width=p["width"],
             num_blocks=p["num_blocks"], num_heads=p["num_heads"], ffn_dim=p["ffn_dim"],
-            name="particle_score_net")
+            gaussian_skip=skip_cfg, name="particle_score_net")
         self.jet_net = _as_one_element_set(shared_layers.build_vector_score_net(
             num_features=num_jet_features, cond_dim=0, width=j["width"], num_blocks=j["num_blocks"],
-            name="jet_score_net"), num_jet_features)
+            gaussian_skip=skip_cfg, name="jet_score_net"), num_jet_features)
         # dequantisation of the multiplicity column, in standardised units (see data.py)
         dq = np.zeros((num_jet_features,), np.float32)
         if n_column is not None:
