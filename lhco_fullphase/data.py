@@ -16,8 +16,9 @@ Physical arrays (what the processed cache stores):
 Jet φ is kept as measured, in [−π, π): no ``clip(φ − π)`` recentring (SPEC §7 defect).
 
 :class:`Preprocessor` maps physical arrays to network inputs and back exactly (SPEC §3):
-jet pT → log(pT/mjj), m → log(m/mjj) (0 if m = 0), particle pT_rel → log(1 − pT_rel), then
-standardisation with masked statistics; mjj → 2(ln mjj − ln a)/(ln b − ln a) − 1.
+jet pT → log(pT/mjj), m → log(m/mjj) (0 if m = 0), particle pT_rel → log(1 − pT_rel) (the
+original's choice, ``pt_rel_transform="log1m"``) or log pT_rel (``"log"``), then standardisation
+with masked statistics; mjj → 2(ln mjj − ln a)/(ln b − ln a) − 1.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from shared.data.lhco import count_lhco, iter_lhco
 
 JET_FEATURES = ("pt", "eta", "phi", "mass", "n")
 PARTICLE_FEATURES = ("pt_rel", "deta", "dphi")
+PT_REL_TRANSFORMS = ("log1m", "log")
 CACHE_DATASETS = ("jets", "particles", "mask", "mjj", "label", "event_id")
 CACHE_FORMAT = "lhco_fullphase/dijet-v1"
 # Event ids encode the source file: id = source_index * ID_STRIDE + row (rows < 10^12).
@@ -231,17 +233,25 @@ def read_processed(path, select=None):
 class Preprocessor:
     """Exactly invertible map physical -> network inputs (SPEC §3); constants are JSON-able.
 
-    ``pt_rel_eps``: 1 − pT_rel is floored at this value before the log (a one-particle jet has
-    pT_rel = 1; the inverse returns 1 − eps there). ``mass_zero_tol``: log(m/mjj) is 0 for m = 0;
+    ``pt_rel_transform``: ``"log1m"`` = log(1 − pT_rel) (the original; the bulk of soft
+    particles sits at ≈ 0 and the leading particle ~15 std away after standardisation) or
+    ``"log"`` = log pT_rel (close to Gaussian over the constituents; better for diffusion).
+    ``pt_rel_eps``: the argument of the log is floored at this value (log1m: a one-particle jet
+    has pT_rel = 1, the inverse returns 1 − eps there). ``mass_zero_tol``: log(m/mjj) is 0 for m = 0;
     on the way back any value above log(1 − tol) means m = 0, since a jet mass can never reach mjj.
     """
 
     def __init__(self, mjj_range=(2300.0, 5000.0), pt_rel_eps=1e-6, mass_zero_tol=1e-4,
-                 jet_mean=None, jet_std=None, particle_mean=None, particle_std=None):
+                 jet_mean=None, jet_std=None, particle_mean=None, particle_std=None,
+                 pt_rel_transform="log1m"):
         self.mjj_range = (float(mjj_range[0]), float(mjj_range[1]))
         if not 0 < self.mjj_range[0] < self.mjj_range[1]:
             raise ValueError(f"mjj_range must be 0 < a < b, got {mjj_range}")
         self.pt_rel_eps = float(pt_rel_eps)
+        if pt_rel_transform not in PT_REL_TRANSFORMS:
+            raise ValueError(f"pt_rel_transform must be one of {PT_REL_TRANSFORMS}, "
+                             f"got {pt_rel_transform!r}")
+        self.pt_rel_transform = pt_rel_transform
         self.mass_zero_tol = float(mass_zero_tol)
         self.jet_mean = None if jet_mean is None else np.asarray(jet_mean, np.float64)
         self.jet_std = None if jet_std is None else np.asarray(jet_std, np.float64)
@@ -277,12 +287,14 @@ class Preprocessor:
 
     def _particle_forward(self, p, mask):
         p = np.array(p, dtype=np.float64)
-        p[..., 0] = np.log(np.maximum(1.0 - p[..., 0], self.pt_rel_eps))
+        arg = 1.0 - p[..., 0] if self.pt_rel_transform == "log1m" else p[..., 0]
+        p[..., 0] = np.log(np.maximum(arg, self.pt_rel_eps))
         return p * mask[..., None]
 
     def _particle_backward(self, x, mask):
         p = np.array(x, dtype=np.float64)
-        p[..., 0] = 1.0 - np.exp(p[..., 0])
+        e = np.exp(p[..., 0])
+        p[..., 0] = 1.0 - e if self.pt_rel_transform == "log1m" else e
         return p * mask[..., None]
 
     # -- fit / apply ---------------------------------------------------------------------------
@@ -322,6 +334,7 @@ class Preprocessor:
     def to_dict(self):
         self._check()
         return {"mjj_range": list(self.mjj_range), "pt_rel_eps": self.pt_rel_eps,
+                "pt_rel_transform": self.pt_rel_transform,
                 "mass_zero_tol": self.mass_zero_tol,
                 "jet_mean": self.jet_mean.tolist(), "jet_std": self.jet_std.tolist(),
                 "particle_mean": self.particle_mean.tolist(),

@@ -194,7 +194,8 @@ def prepare(cfg, data_dir, progress=True):
     train = order[np.searchsorted(sorted_ids, roles["sb_train"])]
     w = cfg["windows"]
     pre = ldata.Preprocessor(w.get("mjj_scale", (2300.0, 5000.0)), float(d.get("pt_rel_eps", 1e-6)),
-                             float(d.get("mass_zero_tol", 1e-4)))
+                             float(d.get("mass_zero_tol", 1e-4)),
+                             pt_rel_transform=d.get("pt_rel_transform", "log1m"))
     pre.fit(arrays["jets"][train], arrays["particles"][train], arrays["mask"][train], arrays["mjj"][train])
     sr, sb = ldata.region_masks(arrays["mjj"], w)
     info = {"processed": processed, "raw": [r[2] for r in raws], "num_particles": num_particles,

@@ -80,11 +80,13 @@ def test_events_with_fewer_than_two_jets_are_dropped():
     assert len(a["mjj"]) == 1
 
 
-def test_preprocessing_round_trip(clustered):
+@pytest.mark.parametrize("transform", D.PT_REL_TRANSFORMS)
+def test_preprocessing_round_trip(clustered, transform):
     _, _, a, _ = clustered
     jets, parts, mask, mjj = a["jets"].copy(), a["particles"], a["mask"], a["mjj"]
     jets[0, 1, 3] = 0.0                          # a massless jet exercises the m = 0 sentinel
-    pre = D.Preprocessor(mjj_range=(2300.0, 5000.0)).fit(jets, parts, mask, mjj)
+    pre = D.Preprocessor(mjj_range=(2300.0, 5000.0), pt_rel_transform=transform).fit(
+        jets, parts, mask, mjj)
     jx, px, mx = pre.transform(jets, parts, mask, mjj)
     assert jx.dtype == np.float32 and np.all(px[~mask] == 0)
     # Standardised with masked statistics: zero mean, unit std over the real particles.
@@ -98,6 +100,8 @@ def test_preprocessing_round_trip(clustered):
     assert j2[0, 1, 3] == 0.0
     # Float64 path is exact to rounding, and the constants survive JSON.
     pre2 = D.Preprocessor.from_dict(pre.to_dict())
+    assert pre2.pt_rel_transform == transform
+    np.testing.assert_allclose(pre2.inverse(jx, px, mask, mx)[1], p2, rtol=1e-12)
     np.testing.assert_allclose(pre2.unscale_mjj(pre2.scale_mjj(mjj)), mjj, rtol=1e-12)
     np.testing.assert_allclose(pre2.scale_mjj([2300.0, 5000.0]), [-1.0, 1.0], atol=1e-12)
 
@@ -113,6 +117,10 @@ def test_preprocessing_particle_pt_rel_feature():
     p1 = np.zeros((1, 2, 3, 3))
     p1[0, :, 0, 0] = 1.0                                             # one-particle jet
     assert np.isfinite(pre._particle_forward(p1, mask)).all()
+    log = D.Preprocessor(pt_rel_transform="log")._particle_forward(p, mask)
+    np.testing.assert_allclose(log[0, 0, :2, 0], np.log([0.75, 0.25]))
+    with pytest.raises(ValueError, match="pt_rel_transform"):
+        D.Preprocessor(pt_rel_transform="sqrt")
 
 
 def test_region_masks():
