@@ -46,9 +46,11 @@ def run_dir(out, method, injection=None, init=0):
 
 
 def features(pre, arrays):
-    """Classifier inputs (network space of the SB-fitted preprocessing)."""
+    """Classifier inputs (network space of the SB-fitted preprocessing): the 5 jet features only
+    (a generator-side extra such as ``jet_pt_fraction`` is a function of the particles)."""
     jx, px, _ = pre.transform(arrays["jets"], arrays["particles"], arrays["mask"], arrays["mjj"])
-    return {"jets": jx, "particles": px, "mask": np.asarray(arrays["mask"], np.float32)}
+    return {"jets": jx[..., :len(ldata.JET_FEATURES)], "particles": px,
+            "mask": np.asarray(arrays["mask"], np.float32)}
 
 
 def _concat(*dicts):

@@ -34,7 +34,8 @@ class DijetDiffusion(keras.Model):
     model then sees N + u, u ~ U(−½, ½)·width, so that a continuous density covers the integers.
     """
 
-    def __init__(self, model_cfg, num_particles, n_dequant=0.0, n_feature=4, parts=PARTS, **kwargs):
+    def __init__(self, model_cfg, num_particles, n_dequant=0.0, n_feature=4, parts=PARTS,
+                 num_jet_features=5, **kwargs):
         super().__init__(**kwargs)
         self.parts = tuple(parts)
         if not self.parts or any(p not in PARTS for p in self.parts):
@@ -43,6 +44,7 @@ class DijetDiffusion(keras.Model):
         self.num_particles = int(num_particles)
         self.n_dequant = float(n_dequant)
         self.n_feature = int(n_feature)
+        self.num_jet_features = int(num_jet_features)
         self.sde = make_sde(self.model_cfg.get("schedule", {"name": "vpsde"}))
         self.weighting = self.model_cfg.get("weighting", "standard")
         if self.model_cfg.get("prediction", "eps") != "eps":
@@ -59,12 +61,13 @@ class DijetDiffusion(keras.Model):
         jcfg = {k: v for k, v in self.model_cfg["jet_net"].items() if k in NET_KEYS}
         pcfg = {k: v for k, v in self.model_cfg["particle_net"].items() if k in NET_KEYS}
         jcfg["gaussian_skip"] = pcfg["gaussian_skip"] = skip_cfg  # data are standardised: s = 1
-        self.jet_net = build_set_score_net(5, cond_dim=mjj_dim, num_slots=2, name="jet_net", **jcfg)
-        self.particle_net = build_set_score_net(3, cond_dim=5 + mjj_dim, name="particle_net", **pcfg)
+        nj = self.num_jet_features
+        self.jet_net = build_set_score_net(nj, cond_dim=mjj_dim, num_slots=2, name="jet_net", **jcfg)
+        self.particle_net = build_set_score_net(3, cond_dim=nj + mjj_dim, name="particle_net", **pcfg)
         # Only the selected nets train (the other stays frozen and out of the loss).
         self.jet_net.trainable = "jet" in self.parts
         self.particle_net.trainable = "particle" in self.parts
-        dq = np.zeros(5, np.float32)
+        dq = np.zeros(nj, np.float32)
         dq[self.n_feature] = self.n_dequant
         self._dequant = tf.constant(dq)
 
@@ -76,7 +79,7 @@ class DijetDiffusion(keras.Model):
         p = tf.shape(parts)[2]
         flat_parts = tf.reshape(parts, (b * 2, p, 3))
         flat_mask = tf.reshape(mask, (b * 2, p))
-        cond = tf.concat([tf.reshape(jets, (b * 2, 5)),
+        cond = tf.concat([tf.reshape(jets, (b * 2, self.num_jet_features)),
                           tf.reshape(tf.repeat(mjj_cond[:, None, :], 2, axis=1), (b * 2, -1))], -1)
         return flat_parts, flat_mask, cond
 
@@ -116,13 +119,13 @@ class DijetDiffusion(keras.Model):
 
         ``n_from_jets(jets_x) -> (B, 2) int``: multiplicity from generated (network-space) jet
         features, e.g. via ``Preprocessor.inverse``; clipped to [1, num_particles].
-        Returns network-space ``jets`` (B, 2, 5), ``particles`` (B, 2, P, 3), ``mask`` (B, 2, P)."""
+        Returns network-space ``jets`` (B, 2, num_jet_features), ``particles`` (B, 2, P, 3), ``mask`` (B, 2, P)."""
         mjj_scaled = np.asarray(mjj_scaled, np.float32)
         b, p = len(mjj_scaled), self.num_particles
         mjj_cond = self._mjj_cond(mjj_scaled)
         jet_eps, part_eps = eps_fn_from_model(self.jet_net), eps_fn_from_model(self.particle_net)
 
-        jets = ddim_sample(jet_eps, (b, 2, 5), np.ones((b, 2), np.float32), mjj_cond.numpy(), self.sde,
+        jets = ddim_sample(jet_eps, (b, 2, self.num_jet_features), np.ones((b, 2), np.float32), mjj_cond.numpy(), self.sde,
                            steps, second_order=second_order, seed=seed, progress=progress)
         n = np.clip(np.asarray(n_from_jets(jets)).astype(int), 1, p)
         mask = (np.arange(p)[None, None, :] < n[..., None]).astype(np.float32)

@@ -170,10 +170,21 @@ def prepare(cfg, data_dir, progress=True):
     """Run stage 1 (skips what exists); returns the ``prepared.json`` summary."""
     data_dir = os.path.abspath(data_dir)
     info_path = os.path.join(data_dir, "prepared.json")
+    d = cfg["data"]
+    settings = {"pt_rel_transform": d.get("pt_rel_transform", "log1m"),
+                "jet_pt_fraction": bool(d.get("jet_pt_fraction", False)),
+                "num_particles": int(d["num_particles"])}
     if os.path.isfile(info_path) and os.path.isfile(os.path.join(data_dir, "roles.npz")):
         with open(info_path) as f:
-            return json.load(f)
-    d = cfg["data"]
+            info = json.load(f)
+        cached = {"pt_rel_transform": info["preprocessor"].get("pt_rel_transform", "log1m"),
+                  "jet_pt_fraction": bool(info["preprocessor"].get("jet_pt_fraction", False)),
+                  "num_particles": int(info["num_particles"])}
+        if cached != settings:
+            diff = {k: (cached[k], settings[k]) for k in settings if cached[k] != settings[k]}
+            raise ValueError(f"{info_path}: prepared with other data settings (cached, config): "
+                             f"{diff}; use another --data-dir or delete {info_path}")
+        return info
     num_particles = int(d["num_particles"])
     raws = _raw_files(cfg, data_dir, progress)
     processed = []
@@ -195,7 +206,8 @@ def prepare(cfg, data_dir, progress=True):
     w = cfg["windows"]
     pre = ldata.Preprocessor(w.get("mjj_scale", (2300.0, 5000.0)), float(d.get("pt_rel_eps", 1e-6)),
                              float(d.get("mass_zero_tol", 1e-4)),
-                             pt_rel_transform=d.get("pt_rel_transform", "log1m"))
+                             pt_rel_transform=settings["pt_rel_transform"],
+                             jet_pt_fraction=settings["jet_pt_fraction"])
     pre.fit(arrays["jets"][train], arrays["particles"][train], arrays["mask"][train], arrays["mjj"][train])
     sr, sb = ldata.region_masks(arrays["mjj"], w)
     info = {"processed": processed, "raw": [r[2] for r in raws], "num_particles": num_particles,

@@ -106,6 +106,29 @@ def test_preprocessing_round_trip(clustered, transform):
     np.testing.assert_allclose(pre2.scale_mjj([2300.0, 5000.0]), [-1.0, 1.0], atol=1e-12)
 
 
+def test_jet_pt_fraction_feature_round_trips_and_fixes_generated_sums(clustered):
+    _, _, a, _ = clustered
+    jets, parts, mask, mjj = a["jets"], a["particles"], a["mask"], a["mjj"]
+    pre = D.Preprocessor(pt_rel_transform="log", jet_pt_fraction=True).fit(jets, parts, mask, mjj)
+    assert pre.n_jet_features == 6
+    jx, px, mx = pre.transform(jets, parts, mask, mjj)
+    assert jx.shape == jets.shape[:2] + (6,)
+    j2, p2, _ = pre.inverse(jx, px, mask, mx)
+    assert j2.shape == jets.shape                         # physical jets keep 5 features
+    np.testing.assert_allclose(p2, parts, rtol=1e-4, atol=1e-6)
+    # a "generated" jet whose particles sum to the wrong fraction is rescaled to the 6th feature
+    wrong = px.astype(np.float64).copy()
+    wrong[..., 0] += 0.5 * mask                           # every pT_rel × e^{0.5·std}
+    _, p3, _ = pre.inverse(jx, wrong, mask, mx)
+    np.testing.assert_allclose((p3[..., 0] * mask).sum(-1), (parts[..., 0] * mask).sum(-1),
+                               rtol=1e-4)
+    # no particles (the multiplicity-only call of the sampler): finite, nothing rescaled
+    none = np.zeros(mask.shape, bool)
+    assert np.isfinite(pre.inverse(jx, np.zeros_like(px), none, mx)[1]).all()
+    pre2 = D.Preprocessor.from_dict(pre.to_dict())
+    assert pre2.jet_pt_fraction and pre2.n_jet_features == 6
+
+
 def test_preprocessing_particle_pt_rel_feature():
     pre = D.Preprocessor(pt_rel_eps=1e-6)
     mask = np.array([[[True, True, False]] * 2])

@@ -1,6 +1,7 @@
 """lhco_fullphase.model: generator losses, symmetries, sampling shapes (tiny nets, no training)."""
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from lhco_fullphase.model import DijetDiffusion
@@ -40,12 +41,14 @@ def test_loss_gradients_and_equivariance():
                                atol=1e-5)
 
 
-def test_sampling_shapes_and_mask_from_multiplicity():
+@pytest.mark.parametrize("num_jet_features", [5, 6])
+def test_sampling_shapes_and_mask_from_multiplicity(num_jet_features):
     keras.utils.set_random_seed(1)
-    m = DijetDiffusion(CFG, num_particles=P)
+    m = DijetDiffusion({**CFG, "gaussian_skip": num_jet_features == 6}, num_particles=P,
+                       num_jet_features=num_jet_features)
     out = m.sample(np.array([0.0, 0.5, -0.3], np.float32),
                    n_from_jets=lambda j: np.array([[1, 3], [6, 9], [2, 0]]), steps=3, second_order=True)
-    assert out["jets"].shape == (3, 2, 5) and out["particles"].shape == (3, 2, P, 3)
+    assert out["jets"].shape == (3, 2, num_jet_features) and out["particles"].shape == (3, 2, P, 3)
     np.testing.assert_array_equal(out["mask"].sum(-1), [[1, 3], [6, 6], [2, 1]])
     assert np.all(out["particles"][~out["mask"]] == 0)
     assert np.all(np.isfinite(out["particles"]))

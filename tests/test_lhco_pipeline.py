@@ -14,8 +14,9 @@ TINY = """
 base: {paper}
 seed: 3
 data: {{source: files, files: {{background: raw.h5, extra_sr_background: null}}, chunksize: 300,
-        num_particles: 8}}
+        num_particles: 8, pt_rel_transform: log, jet_pt_fraction: true}}
 model:
+  gaussian_skip: true
   jet_net: {{width: 8, num_blocks: 1, num_heads: 1, ffn_dim: 8, time_embed_dim: 4}}
   particle_net: {{width: 8, num_blocks: 1, num_heads: 1, ffn_dim: 8, time_embed_dim: 4}}
   mjj_fourier: {{num_frequencies: 2, scale: 1.0}}
@@ -121,3 +122,15 @@ def test_role_overlap_is_detected():
     from lhco_fullphase.prepare import check_roles
     with pytest.raises(ValueError, match="share 1 events"):
         check_roles({"data_bkg": np.array([1, 2, 3]), "eval_bkg": np.array([3, 4])})
+
+
+def test_prepared_data_with_other_settings_is_refused(run):
+    import copy
+
+    from lhco_fullphase.prepare import prepare
+    cfg, _, data_dir, _ = run
+    assert prepare(cfg, data_dir, progress=False)["preprocessor"]["jet_pt_fraction"] is True
+    other = copy.deepcopy(cfg)
+    other["data"]["jet_pt_fraction"] = False
+    with pytest.raises(ValueError, match="jet_pt_fraction"):
+        prepare(other, data_dir, progress=False)
