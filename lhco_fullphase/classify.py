@@ -123,7 +123,7 @@ def scan(cfg, out, data_dir=None, progress=True):
     """All (method, injection, init) trainings of the weak-supervision scan; skips finished runs."""
     ws = cfg["weak_supervision"]
     prep = Prepared(data_dir_for(cfg, out, data_dir))
-    pre = prep.pre
+    pre = prep.classifier_preprocessor(cfg)
     eval_arrays, eval_labels = _eval_set(prep)
     eval_x = features(pre, eval_arrays)
     data_bkg, inj_pool = prep.take("data_bkg"), prep.take("inj_pool")
@@ -162,6 +162,7 @@ def quality(cfg, out, data_dir=None, progress=True):
     """Generated-vs-true classifiers in the SB and SR (no signal); returns the result paths."""
     q = cfg.get("generation_quality", {})
     prep = Prepared(data_dir_for(cfg, out, data_dir))
+    pre = prep.classifier_preprocessor(cfg)
     eval_ids = np.concatenate([prep.roles[r] for r in EVAL_ROLES])
     fractions = tuple(q.get("fractions", (0.5, 0.25, 0.25)))
     paths = []
@@ -176,7 +177,7 @@ def quality(cfg, out, data_dir=None, progress=True):
                 seed = int(cfg.get("seed", 0)) * 1000 + 31 * i + (1 if region == "sr" else 2)
                 t0 = time.time()
                 preds, splits, label, hist = train_and_score(
-                    cfg, wd, features(prep.pre, gen), features(prep.pre, true), {}, seed,
+                    cfg, wd, features(pre, gen), features(pre, true), {}, seed,
                     fractions=fractions, progress=progress)
                 test_labels = label[splits[2]].astype(np.int8)
                 atomic_savez(path, scores=preds["test"], labels=test_labels,

@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from shared import losses as shared_losses
-from shared.layers import FourierFeatures, build_set_score_net, eps_fn_from_model
+from shared.layers import (FourierFeatures, build_set_score_net, eps_fn_from_model,
+                           gaussian_skip_config)
 from shared.sampler import ddim_sample
 from shared.sde import make_sde
 
@@ -54,10 +55,8 @@ class DijetDiffusion(keras.Model):
                                             scale=float(ff.get("scale", 16.0)), seed=int(ff.get("seed", 0)),
                                             name="mjj_fourier")
         mjj_dim = 2 * int(ff.get("num_frequencies", 16))
-        skip = self.model_cfg.get("gaussian_skip", False)
-        if not isinstance(skip, bool):
-            raise ValueError(f"config field 'model.gaussian_skip' must be true or false, got {skip!r}")
-        skip_cfg = dict(self.model_cfg.get("schedule", {"name": "vpsde"})) if skip else None
+        skip_cfg = gaussian_skip_config(self.model_cfg.get("gaussian_skip", False),
+                                        self.model_cfg.get("schedule", {"name": "vpsde"}))
         jcfg = {k: v for k, v in self.model_cfg["jet_net"].items() if k in NET_KEYS}
         pcfg = {k: v for k, v in self.model_cfg["particle_net"].items() if k in NET_KEYS}
         jcfg["gaussian_skip"] = pcfg["gaussian_skip"] = skip_cfg  # data are standardised: s = 1

@@ -155,6 +155,19 @@ class Prepared:
             raise KeyError("Prepared.take: unknown event ids")
         return {k: v[pos] for k, v in self.arrays.items()}
 
+    def classifier_preprocessor(self, cfg):
+        """Preprocessing of the classifier inputs: the generators' one, unless
+        ``classifier.pt_rel_transform`` asks for another pT_rel transform (then a Preprocessor
+        with it is fitted on ``sb_train``, like the generators' one)."""
+        want = cfg.get("classifier", {}).get("pt_rel_transform")
+        if want is None or want == self.pre.pt_rel_transform:
+            return self.pre
+        d = self.pre.to_dict()
+        pre = ldata.Preprocessor(d["mjj_range"], d["pt_rel_eps"], d["mass_zero_tol"],
+                                 pt_rel_transform=want)
+        a = self.take("sb_train")
+        return pre.fit(a["jets"], a["particles"], a["mask"], a["mjj"])
+
     def kde(self, cfg):
         """The SR mjj KDE (``kde.fit_on``: sr_data = the data-class SR background; sb_train)."""
         k = cfg.get("kde", {})

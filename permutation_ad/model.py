@@ -50,11 +50,9 @@ class JetDensityModel(keras.Model):
         if self.weighting not in ("standard", "likelihood"):
             raise ValueError(f"config field 'model.weighting': {self.weighting!r} (standard|likelihood)")
         p, j = cfg["particle_net"], cfg["jet_net"]
-        skip = cfg.get("gaussian_skip", False)
-        if not isinstance(skip, bool):
-            raise ValueError(f"config field 'model.gaussian_skip' must be true or false, got {skip!r}")
         # standardised inputs: the skip is the exact ε of N(0, 1) data under this schedule
-        skip_cfg = dict(cfg.get("sde") or {"name": "vpsde"}) if skip else None
+        skip_cfg = shared_layers.gaussian_skip_config(cfg.get("gaussian_skip", False),
+                                                      cfg.get("sde") or {"name": "vpsde"})
         self.particle_net = shared_layers.build_set_score_net(
             num_features=num_particle_features, cond_dim=num_jet_features, width=p["width"],
             num_blocks=p["num_blocks"], num_heads=p["num_heads"], ffn_dim=p["ffn_dim"],

@@ -180,6 +180,13 @@ class GaussianSkip(layers.Layer):
         return {**super().get_config(), "sde_config": self.sde_config, "data_std": self.data_std}
 
 
+def gaussian_skip_config(enabled, sde_config, field="model.gaussian_skip"):
+    """The builders' ``gaussian_skip`` argument from a config switch: the SDE config or None."""
+    if not isinstance(enabled, bool):
+        raise ValueError(f"config field {field!r} must be true or false, got {enabled!r}")
+    return dict(sde_config) if enabled else None
+
+
 @keras.saving.register_keras_serializable(package="shared")
 class MaskedMeanPool(layers.Layer):
     """Mean over real elements: (B, P, W), mask (B, P) -> (B, W); an empty set pools to 0."""

@@ -9,7 +9,7 @@ import pytest
 
 from shared.layers import (ContextGain, FourierFeatures, MaskedMeanPool, ResidualDense, SetAttentionBlock,
                            TileCondition, TimeEmbedding, build_set_classifier, build_set_score_net,
-                           build_vector_score_net, call_score_net)
+                           build_vector_score_net, call_score_net, gaussian_skip_config)
 
 B, P, F, C = 3, 7, 3, 2
 TOL = 2e-5
@@ -195,3 +195,10 @@ def test_set_score_net_small_t_options_equivariant(data, flags, tmp_path):
                                               cond).numpy(), y, atol=1e-6)
     vec = build_vector_score_net(4, C, width=8, num_blocks=1, **flags)
     assert call_score_net(vec, x[:, 0, :].repeat(2, -1)[:, :4], t_small, None, cond).shape == (B, 4)
+
+
+def test_gaussian_skip_config_switch():
+    assert gaussian_skip_config(False, {"name": "vpsde"}) is None
+    assert gaussian_skip_config(True, {"name": "vpsde"}) == {"name": "vpsde"}
+    with pytest.raises(ValueError, match="model.gaussian_skip"):
+        gaussian_skip_config("yes", {"name": "vpsde"})

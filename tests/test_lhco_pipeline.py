@@ -23,6 +23,7 @@ model:
 training: {{epochs: 2, batch_size: 64, patience: 5, ema_decay: 0.9, progress: false}}
 generation: {{num_events: 60, num_sb_events: 40, ddim_steps: 2, batch_size: 100}}
 classifier:
+  pt_rel_transform: log1m
   width: 8
   particle_blocks: 1
   jet_blocks: 1
