@@ -198,7 +198,7 @@ def prepare(cfg, data_dir, progress=True):
             raise ValueError(f"{info_path}: prepared with other data settings (cached, config): "
                              f"{diff}; use another --data-dir or delete {info_path}")
         return info
-    num_particles = int(d["num_particles"])
+    num_particles = settings["num_particles"]
     raws = _raw_files(cfg, data_dir, progress)
     processed = []
     for index, name, raw in raws:
