@@ -17,6 +17,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from shared.sde import make_sde
+
 _LEAKY_SLOPE = 0.01
 # Builder defaults for the small-t conditioning (see TimeEmbedding / ContextGain).
 LOG_TIME_DEFAULT = True
@@ -166,7 +168,6 @@ class GaussianSkip(layers.Layer):
 
     def __init__(self, sde_config, data_std=1.0, **kwargs):
         super().__init__(**kwargs)
-        from shared.sde import make_sde
         self.sde_config = dict(sde_config)
         self.data_std = float(data_std)
         self._sde = make_sde(self.sde_config)
