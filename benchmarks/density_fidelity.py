@@ -38,7 +38,7 @@ from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from shared.layers import (LOG_TIME_DEFAULT, OUTPUT_GAIN_DEFAULT, build_set_score_net,
-                           eps_fn_from_model)
+                           eps_fn_from_model, gaussian_skip_config)
 from shared.likelihood import _make_ode_fn, log_likelihood
 from shared.losses import dsm_loss
 from shared.sde import make_sde
@@ -142,7 +142,8 @@ def build_net(args):
                                ffn_dim=args.ffn_dim, time_embed_dim=args.time_embed_dim,
                                time_scale=args.time_scale, log_time=args.log_time,
                                output_gain=args.output_gain,
-                               gaussian_skip={"name": args.sde} if args.gaussian_skip else None,
+                               gaussian_skip=gaussian_skip_config(args.gaussian_skip,
+                                                                  {"name": args.sde}, "--gaussian-skip"),
                                data_std=args.data_std)
 
 
