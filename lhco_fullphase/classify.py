@@ -46,10 +46,12 @@ def run_dir(out, method, injection=None, init=0):
 
 
 def features(pre, arrays):
-    """Classifier inputs (network space of the SB-fitted preprocessing): the 5 jet features only
-    (a generator-side extra such as ``jet_pt_fraction`` is a function of the particles)."""
+    """Classifier inputs (network space of ``Prepared.classifier_preprocessor``, a plain
+    Preprocessor: the 5 physical jet features, no generator-side extras)."""
+    if not pre.is_plain:
+        raise ValueError("classifier features need a plain Preprocessor (5 jet features)")
     jx, px, _ = pre.transform(arrays["jets"], arrays["particles"], arrays["mask"], arrays["mjj"])
-    return {"jets": jx[..., :len(ldata.JET_FEATURES)], "particles": px,
+    return {"jets": jx, "particles": px,
             "mask": np.asarray(arrays["mask"], np.float32)}
 
 

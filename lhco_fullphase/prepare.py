@@ -156,11 +156,11 @@ class Prepared:
         return {k: v[pos] for k, v in self.arrays.items()}
 
     def classifier_preprocessor(self, cfg):
-        """Preprocessing of the classifier inputs: the generators' one, unless
-        ``classifier.pt_rel_transform`` asks for another pT_rel transform (then a Preprocessor
-        with it is fitted on ``sb_train``, like the generators' one)."""
-        want = cfg.get("classifier", {}).get("pt_rel_transform")
-        if want is None or want == self.pre.pt_rel_transform:
+        """Preprocessing of the classifier inputs: the 5 physical jet features (raw φ) and the
+        particles with ``classifier.pt_rel_transform`` (default: the generators'). The generators'
+        Preprocessor if it is just that, else a plain one fitted on ``sb_train`` like it."""
+        want = cfg.get("classifier", {}).get("pt_rel_transform") or self.pre.pt_rel_transform
+        if want == self.pre.pt_rel_transform and self.pre.is_plain:
             return self.pre
         d = self.pre.to_dict()
         pre = ldata.Preprocessor(d["mjj_range"], d["pt_rel_eps"], d["mass_zero_tol"],
@@ -179,20 +179,28 @@ class Prepared:
             self.take(role)["mjj"])
 
 
+# data.* keys that shape the generators' preprocessing, with their defaults (the original's).
+PREPROCESSING_KEYS = {"pt_rel_transform": "log1m", "jet_phi": "raw", "jet_pt_fraction": False,
+                      "jet_centroid": False, "jet_mass_fraction": False}
+
+
+def _setting(d, key):
+    v = d.get(key, PREPROCESSING_KEYS[key])
+    return bool(v) if isinstance(PREPROCESSING_KEYS[key], bool) else v
+
+
 def prepare(cfg, data_dir, progress=True):
     """Run stage 1 (skips what exists); returns the ``prepared.json`` summary."""
     data_dir = os.path.abspath(data_dir)
     info_path = os.path.join(data_dir, "prepared.json")
     d = cfg["data"]
-    settings = {"pt_rel_transform": d.get("pt_rel_transform", "log1m"),
-                "jet_pt_fraction": bool(d.get("jet_pt_fraction", False)),
-                "num_particles": int(d["num_particles"])}
+    settings = {k: _setting(d, k) for k in PREPROCESSING_KEYS}
+    settings["num_particles"] = int(d["num_particles"])
     if os.path.isfile(info_path) and os.path.isfile(os.path.join(data_dir, "roles.npz")):
         with open(info_path) as f:
             info = json.load(f)
-        cached = {"pt_rel_transform": info["preprocessor"].get("pt_rel_transform", "log1m"),
-                  "jet_pt_fraction": bool(info["preprocessor"].get("jet_pt_fraction", False)),
-                  "num_particles": int(info["num_particles"])}
+        cached = {k: _setting(info["preprocessor"], k) for k in PREPROCESSING_KEYS}
+        cached["num_particles"] = int(info["num_particles"])
         if cached != settings:
             diff = {k: (cached[k], settings[k]) for k in settings if cached[k] != settings[k]}
             raise ValueError(f"{info_path}: prepared with other data settings (cached, config): "
@@ -219,8 +227,7 @@ def prepare(cfg, data_dir, progress=True):
     w = cfg["windows"]
     pre = ldata.Preprocessor(w.get("mjj_scale", (2300.0, 5000.0)), float(d.get("pt_rel_eps", 1e-6)),
                              float(d.get("mass_zero_tol", 1e-4)),
-                             pt_rel_transform=settings["pt_rel_transform"],
-                             jet_pt_fraction=settings["jet_pt_fraction"])
+                             **{k: settings[k] for k in PREPROCESSING_KEYS})
     pre.fit(arrays["jets"][train], arrays["particles"][train], arrays["mask"][train], arrays["mjj"][train])
     sr, sb = ldata.region_masks(arrays["mjj"], w)
     info = {"processed": processed, "raw": [r[2] for r in raws], "num_particles": num_particles,

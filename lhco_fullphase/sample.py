@@ -6,12 +6,15 @@
 background of the weak-supervision scan. ``sb``: one event per ``sb_val`` event (at most
 ``generation.num_sb_events``) at that event's true mjj, for the generation-quality check in the
 side bands. Jets are generated first; the multiplicity N of each generated jet (rounded,
-clipped to [1, P]) fixes its particle mask; then the particles.
+clipped to [1, P]) fixes its particle mask; then the particles. Set-level jet features of the
+preprocessing (``data.jet_pt_fraction`` …) are enforced on the generated particles, and the
+output is ordered like the data: jets by pT, particles by pT_rel (padding last).
 
 Output ``OUT/generated/<region>.h5`` (h5py, written atomically; format ``lhco_fullphase/generated-v1``):
 
-* ``jets`` (N, 2, 5) float32 — pT [GeV], η, φ, m [GeV], N (= number of generated particles)
-* ``particles`` (N, 2, P, 3) float32 — pT_rel = pT/pT_jet, Δη, Δφ; 0 at padding
+* ``jets`` (N, 2, 5) float32 — pT [GeV], η, φ, m [GeV], N (= number of generated particles);
+  leading jet first
+* ``particles`` (N, 2, P, 3) float32 — pT_rel = pT/pT_jet, Δη, Δφ; pT-ordered, 0 at padding
 * ``mask`` (N, 2, P) bool, ``mjj`` (N,) float64 [GeV]
 * ``sb_event_id`` (N,) int64 (region sb only): the true event whose mjj was used
 * attributes: region, steps, second_order, seed, use_ema, jet_features, particle_features.
@@ -43,9 +46,14 @@ def generated_path(out, region):
     return os.path.join(out, "generated", f"{region}.h5")
 
 
-def generate_events(model, pre, mjj, steps, second_order, batch_size, seed, clip=30.0, progress=True):
+def generate_events(model, pre, mjj, steps, second_order, batch_size, seed, clip=30.0, progress=True,
+                    enforce_mjj=False):
     """Physical jets/particles/mask for the given mjj values (GeV) and the number of
-    network-space values clipped to [−clip, clip]."""
+    network-space values clipped to [−clip, clip].
+
+    ``enforce_mjj``: scale both jets' pT and m by mjj / m(j₀ + j₁), so that the generated jets
+    have exactly the dijet mass they were generated at (η, φ, N and the particles, which are
+    relative to the jet, are unchanged)."""
     p = model.num_particles
     chunks, n_clipped = [], 0
     for k, lo in enumerate(tqdm(range(0, len(mjj), batch_size), desc="generate", unit="batch",
@@ -59,14 +67,20 @@ def generate_events(model, pre, mjj, steps, second_order, batch_size, seed, clip
             return np.rint(jets[..., 4])
 
         g = model.sample(mx, n_from_jets, steps, second_order=second_order, seed=seed + 7919 * k)
-        for k in ("jets", "particles"):
-            bad = ~(np.abs(g[k]) <= clip)
+        for key in ("jets", "particles"):
+            bad = ~(np.abs(g[key]) <= clip)
             n_clipped += int(bad.sum())
-            g[k] = np.clip(np.nan_to_num(g[k]), -clip, clip)
-        jets, parts, mjj_back = pre.inverse(g["jets"], g["particles"], g["mask"], mx)
+            g[key] = np.clip(np.nan_to_num(g[key]), -clip, clip)
+        jets, parts, mjj_back = pre.inverse(g["jets"], g["particles"], g["mask"], mx,
+                                            rng=np.random.default_rng(seed + 7919 * k + 1))
         jets[..., 4] = g["mask"].sum(-1)
+        if enforce_mjj:
+            have = ldata.dijet_mass(jets)
+            scale = np.where(have > 0, m / np.where(have > 0, have, 1.0), 1.0)
+            jets[..., [0, 3]] *= scale[:, None, None]
+        jets, parts, mask = ldata.sort_by_pt(jets, parts, g["mask"])
         chunks.append({"jets": jets.astype(np.float32), "particles": parts.astype(np.float32),
-                       "mask": g["mask"], "mjj": m})
+                       "mask": mask, "mjj": m})
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}, n_clipped
 
 
@@ -126,12 +140,14 @@ def sample_region(cfg, out, region, data_dir=None, progress=True):
     model = load_generator(cfg, out, prep.pre)
     arrays, n_clipped = generate_events(model, prep.pre, mjj, int(g["ddim_steps"]),
                                         bool(g.get("second_order", True)), int(g.get("batch_size", 1000)),
-                                        seed, float(g.get("clip", 30.0)), progress)
+                                        seed, float(g.get("clip", 30.0)), progress,
+                                        bool(g.get("enforce_mjj", False)))
     arrays.update(extra)
     write_generated(path, arrays, {"region": region, "steps": int(g["ddim_steps"]),
                                    "second_order": bool(g.get("second_order", True)), "seed": seed,
                                    "use_ema": bool(g.get("use_ema", True)), "n_clipped": n_clipped,
-                                   "clip": float(g.get("clip", 30.0))})
+                                   "clip": float(g.get("clip", 30.0)),
+                                   "enforce_mjj": bool(g.get("enforce_mjj", False))})
     return path
 
 

@@ -38,8 +38,9 @@ def network_arrays(pre, arrays, part=None):
 def build_generator(cfg, pre, parts=PARTS):
     """DijetDiffusion for ``cfg`` with weights created; multiplicity dequantised by 1/std(N)."""
     num_particles = int(cfg["data"]["num_particles"])
-    model = DijetDiffusion(cfg["model"], num_particles, n_dequant=1.0 / float(pre.jet_std[4]), parts=parts,
-                           num_jet_features=pre.n_jet_features)
+    n = pre.n_index
+    model = DijetDiffusion(cfg["model"], num_particles, n_dequant=1.0 / float(pre.jet_std[n]), n_feature=n,
+                           parts=parts, num_jet_features=pre.n_jet_features)
     model._mjj_cond(np.zeros(1, np.float32))  # builds the (fixed) Fourier frequencies
     return model
 

@@ -129,6 +129,95 @@ def test_jet_pt_fraction_feature_round_trips_and_fixes_generated_sums(clustered)
     assert pre2.jet_pt_fraction and pre2.n_jet_features == 6
 
 
+def test_dijet_frame_phi_keeps_everything_but_the_event_azimuth(clustered):
+    _, _, a, _ = clustered
+    jets, parts, mask, mjj = a["jets"], a["particles"], a["mask"], a["mjj"]
+    pre = D.Preprocessor(jet_phi="dijet_frame").fit(jets, parts, mask, mjj)
+    assert pre.network_jet_features == ("log_pt", "eta", "cos_phi", "sin_phi", "log_mass", "n")
+    assert pre.n_index == 5 and not pre.is_plain
+    jx, px, mx = pre.transform(jets, parts, mask, mjj)
+    # In the frame the jets sit at ±π/2 (sin φ' = ±1) and share cos φ' = −sin(a/2).
+    phi_f = D.dijet_frame_phi(jets[..., 2])
+    a_dev = D.wrap_phi(jets[:, 0, 2] - jets[:, 1, 2] - np.pi)
+    np.testing.assert_allclose(np.cos(phi_f), -np.sin(a_dev / 2)[:, None].repeat(2, 1), atol=1e-9)
+    np.testing.assert_allclose(np.sin(phi_f[:, 0]), np.cos(a_dev / 2), atol=1e-9)
+    dphi = lambda j: D.wrap_phi(j[:, 0, 2] - j[:, 1, 2])  # noqa: E731
+    for rng in (None, np.random.default_rng(3)):
+        j2, p2, _ = pre.inverse(jx, px, mask, mx, rng=rng)
+        np.testing.assert_allclose(D.wrap_phi(dphi(j2) - dphi(jets)), 0.0, atol=1e-5)
+        np.testing.assert_allclose(j2[..., [0, 3]], jets[..., [0, 3]], rtol=1e-5)
+        np.testing.assert_allclose(j2[..., [1, 4]], jets[..., [1, 4]], atol=1e-5)
+        np.testing.assert_allclose(D.dijet_mass(j2), mjj, rtol=1e-5)
+        np.testing.assert_allclose(p2, parts, rtol=1e-4, atol=1e-6)
+    # the event azimuth is redrawn uniformly: one of the jets, over many events, covers the circle
+    many = np.repeat(jx[:1], 4000, 0)
+    j3, _, _ = pre.inverse(many, np.zeros(many.shape[:2] + px.shape[2:]),
+                           np.zeros(many.shape[:2] + mask.shape[2:], bool), np.repeat(mx[:1], 4000),
+                           rng=np.random.default_rng(0))
+    hist = np.histogram(j3[:, 0, 2], bins=8, range=(-np.pi, np.pi))[0]
+    assert hist.min() > 0.8 * 500 and hist.max() < 1.2 * 500
+    with pytest.raises(ValueError, match="jet_phi"):
+        D.Preprocessor(jet_phi="sincos")
+
+
+def test_stored_mass_fraction_is_one_for_untruncated_jets_and_frame_free(clustered):
+    _, _, a, _ = clustered
+    jets, parts, mask = a["jets"], a["particles"], a["mask"]
+    r = D.stored_mass_fraction(parts, mask, jets[..., 3] / jets[..., 0])
+    full = mask.sum(-1) < 30
+    np.testing.assert_allclose(r[full & (jets[..., 3] > 0)], 1.0, rtol=1e-6)
+    assert np.all(r <= 1.0 + 1e-6) and np.any(r[~full] < 0.99)
+    # only differences of η and φ enter: shifting all particles of a jet changes nothing
+    shifted = parts.copy()
+    shifted[..., 1] += 0.7 * mask
+    shifted[..., 2] = D.wrap_phi(shifted[..., 2] + 1.1) * mask
+    np.testing.assert_allclose(D.stored_mass_fraction(shifted, mask, jets[..., 3] / jets[..., 0]), r, rtol=1e-9)
+
+
+def test_set_level_jet_features_are_enforced_on_generated_particles(clustered):
+    _, _, a, _ = clustered
+    jets, parts, mask, mjj = a["jets"], a["particles"], a["mask"], a["mjj"]
+    pre = D.Preprocessor(pt_rel_transform="log", jet_pt_fraction=True, jet_centroid=True,
+                         jet_mass_fraction=True).fit(jets, parts, mask, mjj)
+    assert pre.network_jet_features[-4:] == ("pt_fraction", "centroid_deta", "centroid_dphi", "mass_fraction")
+    jx, px, mx = pre.transform(jets, parts, mask, mjj)
+    j2, p2, _ = pre.inverse(jx, px, mask, mx)
+    np.testing.assert_allclose(j2, jets, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(p2, parts, rtol=1e-3, atol=1e-4)
+    # "generated" particles: too hard, shifted and 30 % too wide -> pulled back to the jet's targets
+    wrong = px.astype(np.float64).copy()
+    wrong[..., 0] += 0.4 * mask
+    wrong[..., 1:] = (1.3 * wrong[..., 1:] + 0.5) * mask[..., None]
+    _, p3, _ = pre.inverse(jx, wrong, mask, mx)
+    f = lambda p: (p[..., 0] * mask).sum(-1)  # noqa: E731
+    np.testing.assert_allclose(f(p3), np.minimum(f(parts), 1.05), rtol=1e-5)
+    for got, want in zip(D.particle_centroid(p3, mask), D.particle_centroid(parts, mask)):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    m_over_pt = jets[..., 3] / jets[..., 0]
+    np.testing.assert_allclose(D.stored_mass_fraction(p3, mask, m_over_pt),
+                               D.stored_mass_fraction(parts, mask, m_over_pt), rtol=1e-3)
+    assert np.all(p3[~mask] == 0)
+    # the sampler's multiplicity-only call (no particles) stays finite
+    none = np.zeros(mask.shape, bool)
+    assert np.isfinite(pre.inverse(jx, np.zeros_like(px), none, mx)[1]).all()
+    assert D.Preprocessor.from_dict(pre.to_dict()).network_jet_features == pre.network_jet_features
+
+
+def test_sort_by_pt_orders_jets_and_particles_like_the_data():
+    rng = np.random.default_rng(0)
+    jets = rng.uniform(1, 2, (5, 2, 5))
+    parts = rng.uniform(0, 1, (5, 2, 6, 3))
+    mask = rng.uniform(size=(5, 2, 6)) < 0.6
+    parts *= mask[..., None]
+    j, p, m = D.sort_by_pt(jets, parts, mask)
+    assert np.all(j[:, 0, 0] >= j[:, 1, 0])
+    assert np.all(m[..., :-1] >= m[..., 1:]) and np.array_equal(m.sum(-1), np.take_along_axis(
+        mask.sum(-1), np.argsort(-jets[..., 0], axis=1), 1))
+    key = np.where(m, p[..., 0], -1.0)
+    assert np.all(np.diff(key, axis=-1) <= 0)
+    np.testing.assert_allclose(np.sort(p[..., 0].ravel()), np.sort(parts[..., 0].ravel()))
+
+
 def test_preprocessing_particle_pt_rel_feature():
     pre = D.Preprocessor(pt_rel_eps=1e-6)
     mask = np.array([[[True, True, False]] * 2])

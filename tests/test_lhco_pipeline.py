@@ -14,7 +14,8 @@ TINY = """
 base: {paper}
 seed: 3
 data: {{source: files, files: {{background: raw.h5, extra_sr_background: null}}, chunksize: 300,
-        num_particles: 8, pt_rel_transform: log, jet_pt_fraction: true}}
+        num_particles: 8, pt_rel_transform: log, jet_pt_fraction: true,
+        jet_phi: dijet_frame, jet_centroid: true, jet_mass_fraction: true}}
 model:
   gaussian_skip: true
   jet_net: {{width: 8, num_blocks: 1, num_heads: 1, ffn_dim: 8, time_embed_dim: 4}}
@@ -73,6 +74,9 @@ def test_every_artefact_written_and_finite(run):
     assert np.all(np.isfinite(g["jets"])) and np.all(np.isfinite(g["particles"]))
     np.testing.assert_array_equal(g["jets"][..., 4], g["mask"].sum(-1))
     assert np.all((g["mjj"] >= 3300) & (g["mjj"] < 3700))
+    # ordered like the data: leading jet first, particles by pT_rel, padding last
+    assert np.all(g["jets"][:, 0, 0] >= g["jets"][:, 1, 0])
+    assert np.all(np.diff(np.where(g["mask"], g["particles"][..., 0], -1.0), axis=-1) <= 0)
     saved = json.load(open(os.path.join(out, "results.json")))
     for method in ("diffusion", "idealized"):
         for n in ("15",):
@@ -131,7 +135,31 @@ def test_prepared_data_with_other_settings_is_refused(run):
     from lhco_fullphase.prepare import prepare
     cfg, _, data_dir, _ = run
     assert prepare(cfg, data_dir, progress=False)["preprocessor"]["jet_pt_fraction"] is True
-    other = copy.deepcopy(cfg)
-    other["data"]["jet_pt_fraction"] = False
-    with pytest.raises(ValueError, match="jet_pt_fraction"):
-        prepare(other, data_dir, progress=False)
+    for key, value in (("jet_pt_fraction", False), ("jet_phi", "raw"), ("jet_mass_fraction", False)):
+        other = copy.deepcopy(cfg)
+        other["data"][key] = value
+        with pytest.raises(ValueError, match=key):
+            prepare(other, data_dir, progress=False)
+
+
+def test_diagnose_ranks_observables_of_the_generated_events(run):
+    from lhco_fullphase.diagnose import diagnose, format_table
+    cfg, out, data_dir, _ = run
+    res = diagnose(cfg, out, "sb", data_dir)
+    assert os.path.isfile(os.path.join(out, "diagnose_sb.json"))
+    names = [r["observable"] for r in res["observables"]]
+    assert {"dphi_jj", "mjj_jets/mjj", "j0_m_stored/m", "j1_centroid_dphi"} <= set(names)
+    gaps = [abs(r["auc"] - 0.5) for r in res["observables"]]
+    assert gaps == sorted(gaps, reverse=True) and 0.0 <= res["auc_all"] <= 1.0
+    assert "mjj_jets/mjj" in format_table(res)
+
+
+def test_diagnose_observables_of_true_events():
+    from lhco_fullphase import data as D
+    from lhco_fullphase.diagnose import observables
+    parts, _ = synthetic_events(30, seed=2)
+    a, keep = D.cluster_dijets(parts, num_particles=30)
+    o = observables(a)
+    np.testing.assert_allclose(o["mjj_jets/mjj"], 1.0, rtol=1e-6)  # jets sum to the event's mjj
+    assert np.all(o["pt_j1/pt_j0"] <= 1.0) and np.all(o["j0_m_stored/m"] <= 1.0 + 1e-6)
+    assert np.all((o["dphi_jj"] >= 0) & (o["dphi_jj"] <= np.pi))
