@@ -15,10 +15,12 @@ Physical arrays (what the processed cache stores):
 
 Jet φ is kept as measured, in [−π, π): no ``clip(φ − π)`` recentring (SPEC §7 defect).
 
-:class:`Preprocessor` maps physical arrays to network inputs and back exactly (SPEC §3):
+:class:`Preprocessor` maps physical arrays to network inputs and back (SPEC §3):
 jet pT → log(pT/mjj), m → log(m/mjj) (0 if m = 0), particle pT_rel → log(1 − pT_rel) (the
 original's choice, ``pt_rel_transform="log1m"``) or log pT_rel (``"log"``), then standardisation
-with masked statistics; mjj → 2(ln mjj − ln a)/(ln b − ln a) − 1.
+with masked statistics; mjj → 2(ln mjj − ln a)/(ln b − ln a) − 1. Options (off = the original):
+jet φ in the dijet frame, and set-level features of the stored particles (Σ pT_rel, centroid,
+mass fraction) that the jet model generates and the inverse enforces.
 """
 from __future__ import annotations
 

@@ -61,11 +61,13 @@ class DijetDiffusion(keras.Model):
         pcfg = {k: v for k, v in self.model_cfg["particle_net"].items() if k in NET_KEYS}
         jcfg["gaussian_skip"] = pcfg["gaussian_skip"] = skip_cfg  # data are standardised: s = 1
         nj = self.num_jet_features
-        self.jet_net = build_set_score_net(nj, cond_dim=mjj_dim, num_slots=2, name="jet_net", **jcfg)
-        self.particle_net = build_set_score_net(3, cond_dim=nj + mjj_dim, name="particle_net", **pcfg)
-        # Only the selected nets train (the other stays frozen and out of the loss).
-        self.jet_net.trainable = "jet" in self.parts
-        self.particle_net.trainable = "particle" in self.parts
+        # Only the selected parts' nets exist: a part's checkpoint holds its own net alone, so
+        # either net can change (size, training) without invalidating the other's weights.
+        self.jet_net = self.particle_net = None
+        if "jet" in self.parts:
+            self.jet_net = build_set_score_net(nj, cond_dim=mjj_dim, num_slots=2, name="jet_net", **jcfg)
+        if "particle" in self.parts:
+            self.particle_net = build_set_score_net(3, cond_dim=nj + mjj_dim, name="particle_net", **pcfg)
         dq = np.zeros(nj, np.float32)
         dq[self.n_feature] = self.n_dequant
         self._dequant = tf.constant(dq)
@@ -102,16 +104,20 @@ class DijetDiffusion(keras.Model):
         return loss
 
     def call(self, inputs, training=False):
-        """(jet eps_hat, particle eps_hat) at t = 0.5; used to build the weights."""
+        """eps_hat at t = 0.5 of each part's net (jet, then particle), as a tuple; builds the
+        weights."""
         jets = tf.cast(inputs["jets"], tf.float32)
-        parts = tf.cast(inputs["particles"], tf.float32)
-        mask = tf.cast(inputs["mask"], tf.float32)
         mjj_cond = self._mjj_cond(inputs["mjj"])
         t = tf.fill(tf.shape(jets)[:1], 0.5)
-        ej = self.jet_net([jets, t, tf.ones_like(jets[..., 0]), mjj_cond], training=training)
-        fp, fm, cond = self._particle_inputs(jets, parts, mask, mjj_cond)
-        ep = self.particle_net([fp, tf.repeat(t, 2), fm, cond], training=training)
-        return ej, ep
+        out = []
+        if self.jet_net is not None:
+            out.append(self.jet_net([jets, t, tf.ones_like(jets[..., 0]), mjj_cond], training=training))
+        if self.particle_net is not None:
+            parts = tf.cast(inputs["particles"], tf.float32)
+            mask = tf.cast(inputs["mask"], tf.float32)
+            fp, fm, cond = self._particle_inputs(jets, parts, mask, mjj_cond)
+            out.append(self.particle_net([fp, tf.repeat(t, 2), fm, cond], training=training))
+        return tuple(out)
 
     def sample(self, mjj_scaled, n_from_jets, steps, second_order=True, seed=0, progress=False):
         """Generate events at the given scaled mjj values (run with EMA weights loaded).
@@ -119,6 +125,8 @@ class DijetDiffusion(keras.Model):
         ``n_from_jets(jets_x) -> (B, 2) int``: multiplicity from generated (network-space) jet
         features, e.g. via ``Preprocessor.inverse``; clipped to [1, num_particles].
         Returns network-space ``jets`` (B, 2, num_jet_features), ``particles`` (B, 2, P, 3), ``mask`` (B, 2, P)."""
+        if self.jet_net is None or self.particle_net is None:
+            raise ValueError("DijetDiffusion.sample needs both parts (parts=('jet', 'particle'))")
         mjj_scaled = np.asarray(mjj_scaled, np.float32)
         b, p = len(mjj_scaled), self.num_particles
         mjj_cond = self._mjj_cond(mjj_scaled)

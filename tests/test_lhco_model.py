@@ -62,6 +62,12 @@ def test_single_part_trains_only_its_net():
         m(b)
         own = {id(v) for v in getattr(m, net).trainable_variables}
         assert own and {id(v) for v in m.trainable_variables} == own
+        other = "particle_net" if net == "jet_net" else "jet_net"
+        assert getattr(m, other) is None            # not even built: not in the part's checkpoint
+        wider = {**CFG, other[:-4] + "_net": {**CFG[other], "width": 24}}
+        m2 = DijetDiffusion(wider, num_particles=P, n_dequant=0.1, parts=(part,))
+        m2(b)
+        assert [tuple(v.shape) for v in m2.weights] == [tuple(v.shape) for v in m.weights]
         with tf.GradientTape() as tape:
             loss = m.compute_batch_loss(b)
         grads = tape.gradient(loss, m.trainable_variables)
@@ -71,3 +77,42 @@ def test_single_part_trains_only_its_net():
     tf.random.set_seed(5)
     l1 = float(m.compute_batch_loss({"jets": b["jets"], "mjj": b["mjj"]}))
     assert np.isfinite(l1)
+
+
+def test_generated_events_ordered_and_mjj_enforced():
+    """generate_events on a stand-in generator that returns real events with the leading jet's
+    pT off by 30 % (network space): output pT-ordered, mjj restored only with enforce_mjj."""
+    from lhco_fullphase import data as D
+    from lhco_fullphase.sample import generate_events
+    from lhco_synthetic import synthetic_events
+    parts, _ = synthetic_events(40, seed=4)
+    a, _ = D.cluster_dijets(parts, num_particles=P)
+    pre = D.Preprocessor(pt_rel_transform="log", jet_phi="dijet_frame", jet_pt_fraction=True,
+                         jet_centroid=True, jet_mass_fraction=True).fit(a["jets"], a["particles"], a["mask"], a["mjj"])
+    jx, px, _ = pre.transform(a["jets"], a["particles"], a["mask"], a["mjj"])
+    jx[:, 0, 0] += np.log(1.3) / pre.jet_std[0]
+    rng = np.random.default_rng(0)
+    shuffled = rng.permutation(P)                            # generated sets come unordered
+
+    class StandIn:
+        num_particles = P
+
+        def sample(self, mx, n_from_jets, steps, second_order=True, seed=0):
+            i = np.arange(len(mx)) + self.offset
+            self.offset += len(mx)
+            return {"jets": jx[i][:, ::-1], "particles": px[i][:, :, shuffled], "mask": a["mask"][i][:, :, shuffled]}
+
+    for enforce in (False, True):
+        gen = StandIn()
+        gen.offset = 0
+        g, n_clipped = generate_events(gen, pre, a["mjj"], steps=1, second_order=False, batch_size=16,
+                                       seed=1, progress=False, enforce_mjj=enforce)
+        assert n_clipped == 0 and np.all(np.isfinite(g["jets"]))
+        assert np.all(g["jets"][:, 0, 0] >= g["jets"][:, 1, 0])
+        key = np.where(g["mask"], g["particles"][..., 0], -1.0)
+        assert np.all(np.diff(key, axis=-1) <= 0) and np.all(g["mask"][..., :-1] >= g["mask"][..., 1:])
+        ratio = D.dijet_mass(g["jets"]) / a["mjj"]
+        if enforce:
+            np.testing.assert_allclose(ratio, 1.0, rtol=1e-5)
+        else:
+            assert np.all(ratio > 1.02)                      # the 30 % harder jet raised mjj
