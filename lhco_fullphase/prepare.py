@@ -196,6 +196,10 @@ def prepare(cfg, data_dir, progress=True):
     d = cfg["data"]
     settings = {k: _setting(d, k) for k in PREPROCESSING_KEYS}
     settings["num_particles"] = int(d["num_particles"])
+    for key, allowed in (("pt_rel_transform", ldata.PT_REL_TRANSFORMS), ("jet_phi", ldata.JET_PHI_MODES)):
+        if settings[key] not in allowed:
+            raise ConfigError(getattr(cfg, "source", None), f"data.{key}",
+                              f"one of {allowed}, got {settings[key]!r}")
     if os.path.isfile(info_path) and os.path.isfile(os.path.join(data_dir, "roles.npz")):
         with open(info_path) as f:
             info = json.load(f)

@@ -140,6 +140,10 @@ def test_prepared_data_with_other_settings_is_refused(run):
         other["data"][key] = value
         with pytest.raises(ValueError, match=key):
             prepare(other, data_dir, progress=False)
+    other = copy.deepcopy(cfg)
+    other["data"]["jet_phi"] = "sincos"
+    with pytest.raises(ValueError, match="data.jet_phi"):
+        prepare(other, data_dir, progress=False)
 
 
 def test_diagnose_ranks_observables_of_the_generated_events(run):
