@@ -50,11 +50,18 @@ class DijetDiffusion(keras.Model):
         self.weighting = self.model_cfg.get("weighting", "standard")
         if self.model_cfg.get("prediction", "eps") != "eps":
             raise ValueError("model.prediction: only 'eps' is implemented (shared.losses contract)")
-        ff = dict(self.model_cfg.get("mjj_fourier", {}))
-        self.mjj_features = FourierFeatures(int(ff.get("num_frequencies", 16)), kind="gaussian",
-                                            scale=float(ff.get("scale", 16.0)), seed=int(ff.get("seed", 0)),
-                                            name="mjj_fourier")
-        mjj_dim = 2 * int(ff.get("num_frequencies", 16))
+        # mjj conditioning per net: model.mjj_fourier, overridden by <net>.mjj_fourier; only the
+        # selected parts' layers exist (attributes jet_mjj_fourier / particle_mjj_fourier).
+        mjj_dim, self._mjj_include_input = {}, {}
+        for part in self.parts:
+            ff = {**dict(self.model_cfg.get("mjj_fourier", {})),
+                  **dict(self.model_cfg[f"{part}_net"].get("mjj_fourier", {}))}
+            nf = int(ff.get("num_frequencies", 16))
+            setattr(self, f"{part}_mjj_fourier",
+                    FourierFeatures(nf, kind="gaussian", scale=float(ff.get("scale", 16.0)),
+                                    seed=int(ff.get("seed", 0)), name=f"{part}_mjj_fourier"))
+            self._mjj_include_input[part] = bool(ff.get("include_input", False))
+            mjj_dim[part] = 2 * nf + int(self._mjj_include_input[part])
         skip_cfg = gaussian_skip_config(self.model_cfg.get("gaussian_skip", False),
                                         self.model_cfg.get("schedule", {"name": "vpsde"}))
         jcfg = {k: v for k, v in self.model_cfg["jet_net"].items() if k in NET_KEYS}
@@ -65,15 +72,19 @@ class DijetDiffusion(keras.Model):
         # either net can change (size, training) without invalidating the other's weights.
         self.jet_net = self.particle_net = None
         if "jet" in self.parts:
-            self.jet_net = build_set_score_net(nj, cond_dim=mjj_dim, num_slots=2, name="jet_net", **jcfg)
+            self.jet_net = build_set_score_net(nj, cond_dim=mjj_dim["jet"], num_slots=2, name="jet_net", **jcfg)
         if "particle" in self.parts:
-            self.particle_net = build_set_score_net(3, cond_dim=nj + mjj_dim, name="particle_net", **pcfg)
+            self.particle_net = build_set_score_net(3, cond_dim=nj + mjj_dim["particle"], name="particle_net",
+                                                    **pcfg)
         dq = np.zeros(nj, np.float32)
         dq[self.n_feature] = self.n_dequant
         self._dequant = tf.constant(dq)
 
-    def _mjj_cond(self, mjj):
-        return self.mjj_features(tf.reshape(tf.cast(mjj, tf.float32), (-1, 1)))
+    def _mjj_cond(self, mjj, part):
+        """Conditioning vector of the scaled mjj for ``part``'s net: Fourier features (+ mjj)."""
+        x = tf.reshape(tf.cast(mjj, tf.float32), (-1, 1))
+        f = getattr(self, f"{part}_mjj_fourier")(x)
+        return tf.concat([f, x], -1) if self._mjj_include_input[part] else f
 
     def _particle_inputs(self, jets, parts, mask, mjj_cond):
         b = tf.shape(parts)[0]
@@ -88,17 +99,17 @@ class DijetDiffusion(keras.Model):
         """Sum of the selected parts' masked DSM losses (jet and/or particle; padding never
         contributes)."""
         jets = tf.cast(batch["jets"], tf.float32)
-        mjj_cond = self._mjj_cond(batch["mjj"])
         loss = 0.0
         if "jet" in self.parts:
             u = tf.random.uniform(tf.shape(jets)[:2])[..., None] - 0.5
             jets_dq = jets + u * self._dequant
-            loss += shared_losses.dsm_loss(self.jet_net, jets_dq, tf.ones_like(jets[..., 0]), mjj_cond,
+            loss += shared_losses.dsm_loss(self.jet_net, jets_dq, tf.ones_like(jets[..., 0]),
+                                           self._mjj_cond(batch["mjj"], "jet"),
                                            self.sde, weighting=self.weighting, training=training)
         if "particle" in self.parts:
             parts = tf.cast(batch["particles"], tf.float32)
             mask = tf.cast(batch["mask"], tf.float32)
-            fp, fm, cond = self._particle_inputs(jets, parts, mask, mjj_cond)
+            fp, fm, cond = self._particle_inputs(jets, parts, mask, self._mjj_cond(batch["mjj"], "particle"))
             loss += shared_losses.dsm_loss(self.particle_net, fp, fm, cond, self.sde,
                                            weighting=self.weighting, training=training)
         return loss
@@ -107,15 +118,15 @@ class DijetDiffusion(keras.Model):
         """eps_hat at t = 0.5 of each part's net (jet, then particle), as a tuple; builds the
         weights."""
         jets = tf.cast(inputs["jets"], tf.float32)
-        mjj_cond = self._mjj_cond(inputs["mjj"])
         t = tf.fill(tf.shape(jets)[:1], 0.5)
         out = []
         if self.jet_net is not None:
-            out.append(self.jet_net([jets, t, tf.ones_like(jets[..., 0]), mjj_cond], training=training))
+            out.append(self.jet_net([jets, t, tf.ones_like(jets[..., 0]), self._mjj_cond(inputs["mjj"], "jet")],
+                                    training=training))
         if self.particle_net is not None:
             parts = tf.cast(inputs["particles"], tf.float32)
             mask = tf.cast(inputs["mask"], tf.float32)
-            fp, fm, cond = self._particle_inputs(jets, parts, mask, mjj_cond)
+            fp, fm, cond = self._particle_inputs(jets, parts, mask, self._mjj_cond(inputs["mjj"], "particle"))
             out.append(self.particle_net([fp, tf.repeat(t, 2), fm, cond], training=training))
         return tuple(out)
 
@@ -129,16 +140,16 @@ class DijetDiffusion(keras.Model):
             raise ValueError("DijetDiffusion.sample needs both parts (parts=('jet', 'particle'))")
         mjj_scaled = np.asarray(mjj_scaled, np.float32)
         b, p = len(mjj_scaled), self.num_particles
-        mjj_cond = self._mjj_cond(mjj_scaled)
         jet_eps, part_eps = eps_fn_from_model(self.jet_net), eps_fn_from_model(self.particle_net)
 
-        jets = ddim_sample(jet_eps, (b, 2, self.num_jet_features), np.ones((b, 2), np.float32), mjj_cond.numpy(), self.sde,
+        jets = ddim_sample(jet_eps, (b, 2, self.num_jet_features), np.ones((b, 2), np.float32),
+                           self._mjj_cond(mjj_scaled, "jet").numpy(), self.sde,
                            steps, second_order=second_order, seed=seed, progress=progress)
         n = np.clip(np.asarray(n_from_jets(jets)).astype(int), 1, p)
         mask = (np.arange(p)[None, None, :] < n[..., None]).astype(np.float32)
         jets_for_cond = np.array(jets, np.float32)
         _, fm, cond = self._particle_inputs(tf.constant(jets_for_cond), tf.zeros((b, 2, p, 3)),
-                                            tf.constant(mask), mjj_cond)
+                                            tf.constant(mask), self._mjj_cond(mjj_scaled, "particle"))
         parts = ddim_sample(part_eps, (2 * b, p, 3), fm.numpy(), cond.numpy(), self.sde, steps,
                             second_order=second_order, seed=seed + 1, progress=progress)
         return {"jets": jets, "particles": np.asarray(parts).reshape(b, 2, p, 3) * mask[..., None],

@@ -41,7 +41,8 @@ def build_generator(cfg, pre, parts=PARTS):
     n = pre.n_index
     model = DijetDiffusion(cfg["model"], num_particles, n_dequant=1.0 / float(pre.jet_std[n]), n_feature=n,
                            parts=parts, num_jet_features=pre.n_jet_features)
-    model._mjj_cond(np.zeros(1, np.float32))  # builds the (fixed) Fourier frequencies
+    for part in parts:
+        model._mjj_cond(np.zeros(1, np.float32), part)  # builds the (fixed) Fourier frequencies
     return model
 
 

@@ -116,3 +116,18 @@ def test_generated_events_ordered_and_mjj_enforced():
             np.testing.assert_allclose(ratio, 1.0, rtol=1e-5)
         else:
             assert np.all(ratio > 1.02)                      # the 30 % harder jet raised mjj
+
+
+def test_per_net_mjj_conditioning():
+    """<net>.mjj_fourier overrides model.mjj_fourier for that net only; include_input appends
+    the scaled mjj itself (a smooth handle for interpolating into the signal region)."""
+    cfg = {**CFG, "jet_net": {**CFG["jet_net"], "mjj_fourier": {"scale": 0.5, "include_input": True}}}
+    m = DijetDiffusion(cfg, num_particles=P)
+    mjj = np.array([-0.5, 0.1], np.float32)
+    cj, cp = m._mjj_cond(mjj, "jet"), m._mjj_cond(mjj, "particle")
+    assert cj.shape == (2, 2 * 4 + 1) and cp.shape == (2, 2 * 4)
+    np.testing.assert_allclose(cj.numpy()[:, -1], mjj)
+    assert float(m.jet_mjj_fourier.scale) == 0.5 and float(m.particle_mjj_fourier.scale) == 1.0
+    b = {k: tf.constant(v) for k, v in _batch().items()}
+    ej, ep = m(b)
+    assert ej.shape == b["jets"].shape
