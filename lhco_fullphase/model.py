@@ -1,7 +1,8 @@
 """Jet-level and particle-level diffusion generators of the dijet system (SPEC §3).
 
-* Jet model: the set of the 2 jets (5 standardised features each) conditioned on (t, mjj);
-  mjj (scaled to [−1, 1]) enters through fixed Fourier features.
+* Jet model: the set of the 2 jets (the Preprocessor's network jet features each) conditioned on
+  (t, mjj); mjj (scaled to [−1, 1]) enters through fixed Fourier features (per net:
+  ``model.mjj_fourier`` overridden by ``<net>.mjj_fourier``; ``include_input`` adds mjj itself).
 * Particle model: the particles of ONE jet (3 features) conditioned on (t, that jet's 5 features
   incl. N, mjj); both jets go through the same network (jet axis folded into the batch).
 
