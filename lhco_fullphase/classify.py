@@ -160,6 +160,14 @@ def scan(cfg, out, data_dir=None, progress=True):
     return done
 
 
+def quality_events(prep, out, region):
+    """(generated, true) events of the generation-quality check: SB = ``generated/sb.h5`` and
+    the ``sb_val`` events it was generated at; SR = ``generated/sr.h5`` and ``idealized_bkg``."""
+    gen = read_generated(generated_path(out, region))
+    true = prep.take(np.asarray(gen["sb_event_id"], np.int64)) if region == "sb" else prep.take("idealized_bkg")
+    return gen, true
+
+
 def quality(cfg, out, data_dir=None, progress=True):
     """Generated-vs-true classifiers in the SB and SR (no signal); returns the result paths."""
     q = cfg.get("generation_quality", {})
@@ -169,8 +177,7 @@ def quality(cfg, out, data_dir=None, progress=True):
     fractions = tuple(q.get("fractions", (0.5, 0.25, 0.25)))
     paths = []
     for region in q.get("regions", ["sb", "sr"]):
-        gen = read_generated(generated_path(out, region))
-        true = prep.take(gen["sb_event_id"]) if region == "sb" else prep.take("idealized_bkg")
+        gen, true = quality_events(prep, out, region)
         ldata.assert_disjoint(true["event_id"], eval_ids, f"quality_{region}", "evaluation")
         for i in range(int(q.get("num_inits", 1))):
             wd = run_dir(out, f"quality_{region}", None, i)

@@ -376,9 +376,12 @@ class Preprocessor:
                 cols.append(self._log_gap(stored_mass_fraction(p, mask, j[..., 3] / j[..., 0])))
         return np.stack(cols, -1)
 
+    def _columns(self, x):
+        """Network-space jet array (unstandardised) -> {feature name: (…,) float64}."""
+        return {n: np.asarray(x[..., i], np.float64) for i, n in enumerate(self.network_jet_features)}
+
     def _jet_backward(self, x, mjj, rng=None):
-        names = self.network_jet_features
-        col = {n: np.asarray(x[..., i], np.float64) for i, n in enumerate(names)}
+        col = self._columns(x)
         mjj = np.asarray(mjj, np.float64)[:, None]
         j = np.zeros(x.shape[:-1] + (len(JET_FEATURES),))
         j[..., 0] = np.exp(col["log_pt"]) * mjj
@@ -444,8 +447,7 @@ class Preprocessor:
         jets = self._jet_backward(jraw, mjj, rng)
         p = np.asarray(particles_x, np.float64) * self.particle_std + self.particle_mean
         p = self._particle_backward(p, mask)
-        names = self.network_jet_features
-        col = {n: jraw[..., i] for i, n in enumerate(names)}
+        col = self._columns(jraw)
         if self.jet_pt_fraction:
             target = self._log_gap_inverse(col["pt_fraction"])
             total = np.sum(p[..., 0] * mask, axis=-1)

@@ -19,8 +19,8 @@ import os
 import numpy as np
 
 from lhco_fullphase import data as ldata
+from lhco_fullphase.classify import quality_events
 from lhco_fullphase.prepare import Prepared, data_dir_for
-from lhco_fullphase.sample import generated_path, read_generated
 from shared.config import atomic_write_text
 
 
@@ -59,12 +59,7 @@ def _cv_auc(x, y, seed, **kw):
 
 def diagnose(cfg, out, region, data_dir=None, seed=0):
     """Per-observable and all-observable cross-validated AUCs (generated vs true) of ``region``."""
-    prep = Prepared(data_dir_for(cfg, out, data_dir))
-    gen = read_generated(generated_path(out, region))
-    if region == "sb":
-        true = prep.take(np.asarray(gen["sb_event_id"], np.int64))
-    else:
-        true = prep.take("idealized_bkg")
+    gen, true = quality_events(Prepared(data_dir_for(cfg, out, data_dir)), out, region)
     og, ot = observables(gen), observables(true)
     y = np.r_[np.zeros(len(gen["mjj"])), np.ones(len(true["mjj"]))]
     rows = []
