@@ -5,7 +5,7 @@ Gaussian mixture; the true log-density of a set is the sum of the mixture log-de
 particles.  Under the VP kernel a Gaussian mixture stays a Gaussian mixture, so the exact score
 is available in closed form.  Three measurements:
 
-1. exact_score_*: the analytic score through ``shared.likelihood`` (tests the ODE/divergence/
+1. exact_score_*: the analytic score through ``shared.diffusion.likelihood`` (tests the ODE/divergence/
    masking code alone), compared with the exact log p(x0).
 2. trained_*: a small set score net trained on CPU for ``--train-minutes``, NLL vs truth on
    held-out sets.
@@ -37,11 +37,12 @@ from scipy.special import logsumexp
 from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
+from shared.diffusion.likelihood import _make_ode_fn, log_likelihood
+from shared.diffusion.losses import dsm_loss
+from shared.diffusion.score import eps_fn_from_model
+from shared.diffusion.sde import make_sde
 from shared.layers import (LOG_TIME_DEFAULT, OUTPUT_GAIN_DEFAULT, build_set_score_net,
-                           eps_fn_from_model, gaussian_skip_config)
-from shared.likelihood import _make_ode_fn, log_likelihood
-from shared.losses import dsm_loss
-from shared.sde import make_sde
+                           gaussian_skip_sde)
 
 
 class GaussianMixture:
@@ -142,8 +143,8 @@ def build_net(args):
                                ffn_dim=args.ffn_dim, time_embed_dim=args.time_embed_dim,
                                time_scale=args.time_scale, log_time=args.log_time,
                                output_gain=args.output_gain,
-                               gaussian_skip=gaussian_skip_config(args.gaussian_skip,
-                                                                  {"name": args.sde}, "--gaussian-skip"),
+                               gaussian_skip=gaussian_skip_sde(args.gaussian_skip, make_sde({"name": args.sde}),
+                                                               "--gaussian-skip"),
                                data_std=args.data_std)
 
 

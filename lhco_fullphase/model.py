@@ -7,7 +7,7 @@
   incl. N, mjj); both jets go through the same network (jet axis folded into the batch).
 
 Both are ``shared.layers.build_set_score_net`` noise predictors trained with
-``shared.losses.dsm_loss``; sampling uses ``shared.sampler.ddim_sample`` (jets first, then the
+``shared.diffusion.losses.dsm_loss``; sampling uses ``shared.diffusion.sampler.ddim_sample`` (jets first, then the
 multiplicity N of each generated jet fixes its particle mask: the first N slots).
 """
 from __future__ import annotations
@@ -16,11 +16,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shared import losses as shared_losses
-from shared.layers import (FourierFeatures, build_set_score_net, eps_fn_from_model,
-                           gaussian_skip_config)
-from shared.sampler import ddim_sample
-from shared.sde import make_sde
+from shared.diffusion import losses as shared_losses
+from shared.diffusion.sampler import ddim_sample
+from shared.diffusion.score import eps_fn_from_model
+from shared.diffusion.sde import make_sde
+from shared.layers import FourierFeatures, build_set_score_net, gaussian_skip_sde
 
 PARTS = ("jet", "particle")
 NET_KEYS = ("width", "num_blocks", "num_heads", "ffn_dim", "time_embed_dim", "dropout")
@@ -47,10 +47,10 @@ class DijetDiffusion(keras.Model):
         self.n_dequant = float(n_dequant)
         self.n_feature = int(n_feature)
         self.num_jet_features = int(num_jet_features)
-        self.sde = make_sde(self.model_cfg.get("schedule", {"name": "vpsde"}))
+        self.sde = make_sde(self.model_cfg.get("sde", {"name": "vpsde"}))
         self.weighting = self.model_cfg.get("weighting", "standard")
         if self.model_cfg.get("prediction", "eps") != "eps":
-            raise ValueError("model.prediction: only 'eps' is implemented (shared.losses contract)")
+            raise ValueError("model.prediction: only 'eps' is implemented (shared.diffusion.losses contract)")
         # mjj conditioning per net: model.mjj_fourier, overridden by <net>.mjj_fourier; only the
         # selected parts' layers exist (attributes jet_mjj_fourier / particle_mjj_fourier).
         mjj_dim, self._mjj_include_input = {}, {}
@@ -63,11 +63,10 @@ class DijetDiffusion(keras.Model):
                                     seed=int(ff.get("seed", 0)), name=f"{part}_mjj_fourier"))
             self._mjj_include_input[part] = bool(ff.get("include_input", False))
             mjj_dim[part] = 2 * nf + int(self._mjj_include_input[part])
-        skip_cfg = gaussian_skip_config(self.model_cfg.get("gaussian_skip", False),
-                                        self.model_cfg.get("schedule", {"name": "vpsde"}))
+        skip = gaussian_skip_sde(self.model_cfg.get("gaussian_skip", False), self.sde)
         jcfg = {k: v for k, v in self.model_cfg["jet_net"].items() if k in NET_KEYS}
         pcfg = {k: v for k, v in self.model_cfg["particle_net"].items() if k in NET_KEYS}
-        jcfg["gaussian_skip"] = pcfg["gaussian_skip"] = skip_cfg  # data are standardised: s = 1
+        jcfg["gaussian_skip"] = pcfg["gaussian_skip"] = skip  # data are standardised: s = 1
         nj = self.num_jet_features
         # Only the selected parts' nets exist: a part's checkpoint holds its own net alone, so
         # either net can change (size, training) without invalidating the other's weights.

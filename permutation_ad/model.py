@@ -3,7 +3,7 @@
 Two noise-prediction networks trained together (paper §IV): a permutation-equivariant set net
 (DeepSets + transformer blocks) over the particles, conditioned on t and the jet features, and a
 residual MLP over the jet features, conditioned on t. Log-likelihoods come from the
-probability-flow ODE (shared.likelihood) and are returned per part, in standardised and in
+probability-flow ODE (shared.diffusion.likelihood) and are returned per part, in standardised and in
 physical units (standardisation Jacobian added).
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from shared import layers as shared_layers
-from shared import likelihood as shared_likelihood
-from shared import losses as shared_losses
-from shared import sde as shared_sde
+from shared.diffusion import likelihood as shared_likelihood
+from shared.diffusion import losses as shared_losses
+from shared.diffusion import sde as shared_sde
 
 
 def _as_one_element_set(vector_net, num_features):
@@ -51,15 +51,14 @@ class JetDensityModel(keras.Model):
             raise ValueError(f"config field 'model.weighting': {self.weighting!r} (standard|likelihood)")
         p, j = cfg["particle_net"], cfg["jet_net"]
         # standardised inputs: the skip is the exact ε of N(0, 1) data under this schedule
-        skip_cfg = shared_layers.gaussian_skip_config(cfg.get("gaussian_skip", False),
-                                                      cfg.get("sde") or {"name": "vpsde"})
+        skip = shared_layers.gaussian_skip_sde(cfg.get("gaussian_skip", False), self.sde)
         self.particle_net = shared_layers.build_set_score_net(
             num_features=num_particle_features, cond_dim=num_jet_features, width=p["width"],
             num_blocks=p["num_blocks"], num_heads=p["num_heads"], ffn_dim=p["ffn_dim"],
-            gaussian_skip=skip_cfg, name="particle_score_net")
+            gaussian_skip=skip, name="particle_score_net")
         self.jet_net = _as_one_element_set(shared_layers.build_vector_score_net(
             num_features=num_jet_features, cond_dim=0, width=j["width"], num_blocks=j["num_blocks"],
-            gaussian_skip=skip_cfg, name="jet_score_net"), num_jet_features)
+            gaussian_skip=skip, name="jet_score_net"), num_jet_features)
         # dequantisation of the multiplicity column, in standardised units (see data.py)
         dq = np.zeros((num_jet_features,), np.float32)
         if n_column is not None:

@@ -6,7 +6,7 @@ noise ``eps_hat`` (score = -eps_hat / sigma(t)), see docs/ARCHITECTURE.md.
 
 Input naming: models built here name their inputs ``x``, ``t``, ``mask`` and ``cond``.  With
 ``cond_dim == 0`` the ``cond`` input is omitted (a zero-width input is not supported by every
-backend op); :func:`call_score_net` / :func:`eps_fn_from_model` feed a model whatever subset of
+backend op); ``shared.diffusion.score.call_score_net`` feeds a model whatever subset of
 ``(x, t, mask, cond)`` it declares, so callers never need to special-case this.
 """
 from __future__ import annotations
@@ -17,7 +17,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from shared.sde import make_sde
+from shared.diffusion.sde import make_sde
+
 
 _LEAKY_SLOPE = 0.01
 # Builder defaults for the small-t conditioning (see TimeEmbedding / ContextGain).
@@ -163,29 +164,28 @@ class GaussianSkip(layers.Layer):
     non-Gaussian remainder.  Near t = 1 (β = 20 in the paper's VP-SDE) the PF-ODE multiplies
     every error of ∇·ε̂ by ½β/σ ≈ 10, while ε* there is ≈ σ x for standardised data: with the
     skip the analytic part carries that identity map and its exact divergence.
-    ``sde_config``: the schedule (``shared.sde.make_sde``); ``data_std``: s (1 = standardised).
+    ``sde``: the model's schedule (``shared.diffusion.sde``); ``data_std``: s (1 = standardised).
     """
 
-    def __init__(self, sde_config, data_std=1.0, **kwargs):
+    def __init__(self, sde, data_std=1.0, **kwargs):
         super().__init__(**kwargs)
-        self.sde_config = dict(sde_config)
+        self.sde = make_sde(sde) if isinstance(sde, dict) else sde   # dict: from get_config
         self.data_std = float(data_std)
-        self._sde = make_sde(self.sde_config)
 
     def call(self, x, t):
-        alpha, sigma = self._sde.marginal(ops.cast(t, x.dtype))
+        alpha, sigma = self.sde.marginal(ops.cast(t, x.dtype))
         coef = sigma / (alpha * alpha * self.data_std ** 2 + sigma * sigma)
         return x * ops.reshape(coef, (-1,) + (1,) * (len(x.shape) - 1))
 
     def get_config(self):
-        return {**super().get_config(), "sde_config": self.sde_config, "data_std": self.data_std}
+        return {**super().get_config(), "sde": self.sde.get_config(), "data_std": self.data_std}
 
 
-def gaussian_skip_config(enabled, sde_config, field="model.gaussian_skip"):
-    """The builders' ``gaussian_skip`` argument from a config switch: the SDE config or None."""
+def gaussian_skip_sde(enabled, sde, field="model.gaussian_skip"):
+    """The builders' ``gaussian_skip`` argument from a config switch: the model's SDE or None."""
     if not isinstance(enabled, bool):
         raise ValueError(f"config field {field!r} must be true or false, got {enabled!r}")
-    return dict(sde_config) if enabled else None
+    return sde if enabled else None
 
 
 @keras.saving.register_keras_serializable(package="shared")
@@ -327,7 +327,7 @@ def build_set_score_net(num_features, cond_dim=0, width=128, num_blocks=6, num_h
     which an ODE solver pays for in steps).  ``log_time``: also embed log t (see
     :class:`TimeEmbedding`); ``output_gain``: multiply the output by a learned per-set gain of
     the context (:class:`ContextGain`), so ε̂ can shrink ∝ σ(t) at small t.
-    ``gaussian_skip``: None, or the SDE config dict: add :class:`GaussianSkip` (ε of N(0,
+    ``gaussian_skip``: None, or the model's SDE: add :class:`GaussianSkip` (ε of N(0,
     ``data_std``²) data) so the net learns only the non-Gaussian part.
     """
     x = keras.Input((num_slots, num_features), name="x")
@@ -340,7 +340,7 @@ def build_set_score_net(num_features, cond_dim=0, width=128, num_blocks=6, num_h
     out = layers.Dense(num_features, name=f"{name}_out")(h) * _mask3(mask, h.dtype)
     if output_gain:
         out = out * ops.expand_dims(ContextGain(num_features, name=f"{name}_gain")(context), 1)
-    if gaussian_skip:
+    if gaussian_skip is not None:
         out = out + GaussianSkip(gaussian_skip, data_std, name=f"{name}_skip")(x, t) * \
             _mask3(mask, out.dtype)
     inputs = [x, t, mask] + ([cond] if cond is not None else [])
@@ -387,29 +387,7 @@ def build_vector_score_net(num_features, cond_dim=0, width=256, num_blocks=4, ti
     out = layers.Dense(num_features, name=f"{name}_out")(_leaky(h))
     if output_gain:
         out = out * ContextGain(num_features, name=f"{name}_gain")(context)
-    if gaussian_skip:
+    if gaussian_skip is not None:
         out = out + GaussianSkip(gaussian_skip, data_std, name=f"{name}_skip")(x, t)
     inputs = [x, t] + ([cond] if cond is not None else [])
     return keras.Model(inputs, out, name=name)
-
-
-def call_score_net(net, x, t, mask=None, cond=None, training=False):
-    """Call a model built here with the subset of (x, t, mask, cond) it declares."""
-    available = {"x": x, "t": t, "mask": mask, "cond": cond}
-    args = []
-    for inp in net.inputs:
-        key = inp.name.split(":")[0]
-        if key not in available:
-            raise ValueError(f"score net {net.name!r}: unknown input {key!r} "
-                             "(expected names x, t, mask, cond)")
-        if available[key] is None:
-            raise ValueError(f"score net {net.name!r} needs input {key!r} but None was given")
-        args.append(available[key])
-    return net(args, training=training)
-
-
-def eps_fn_from_model(net, training=False):
-    """Wrap a score model as the ``eps_fn(x_t, t, mask, cond)`` callable of the contract."""
-    def eps_fn(x_t, t, mask, cond):
-        return call_score_net(net, x_t, t, mask, cond, training=training)
-    return eps_fn

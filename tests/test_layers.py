@@ -9,7 +9,9 @@ import pytest
 
 from shared.layers import (ContextGain, FourierFeatures, MaskedMeanPool, ResidualDense, SetAttentionBlock,
                            TileCondition, TimeEmbedding, build_set_classifier, build_set_score_net,
-                           build_vector_score_net, call_score_net, gaussian_skip_config)
+                           build_vector_score_net, gaussian_skip_sde)
+from shared.diffusion.score import call_score_net
+from shared.diffusion.sde import VPSDE
 
 B, P, F, C = 3, 7, 3, 2
 TOL = 2e-5
@@ -173,7 +175,7 @@ def test_context_gain_starts_at_one_and_round_trips():
 @pytest.mark.parametrize("flags", [dict(log_time=True, output_gain=True),
                                    dict(log_time=False, output_gain=False),
                                    dict(log_time=True, output_gain=True,
-                                        gaussian_skip={"name": "vpsde"}, data_std=0.8)])
+                                        gaussian_skip=VPSDE(), data_std=0.8)])
 def test_set_score_net_small_t_options_equivariant(data, flags, tmp_path):
     x, t, mask, cond = data
     net = build_set_score_net(F, C, width=16, num_blocks=1, num_heads=2, ffn_dim=16,
@@ -198,7 +200,8 @@ def test_set_score_net_small_t_options_equivariant(data, flags, tmp_path):
 
 
 def test_gaussian_skip_config_switch():
-    assert gaussian_skip_config(False, {"name": "vpsde"}) is None
-    assert gaussian_skip_config(True, {"name": "vpsde"}) == {"name": "vpsde"}
+    sde = VPSDE()
+    assert gaussian_skip_sde(False, sde) is None
+    assert gaussian_skip_sde(True, sde) is sde
     with pytest.raises(ValueError, match="model.gaussian_skip"):
-        gaussian_skip_config("yes", {"name": "vpsde"})
+        gaussian_skip_sde("yes", sde)

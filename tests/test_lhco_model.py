@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from lhco_fullphase.model import DijetDiffusion
 
-CFG = {"schedule": {"name": "vpsde"}, "prediction": "eps",
+CFG = {"sde": {"name": "vpsde"}, "prediction": "eps",
        "jet_net": {"width": 16, "num_blocks": 1, "num_heads": 2, "ffn_dim": 32, "time_embed_dim": 8},
        "particle_net": {"width": 16, "num_blocks": 1, "num_heads": 2, "ffn_dim": 32, "time_embed_dim": 8},
        "mjj_fourier": {"num_frequencies": 4, "scale": 1.0}}

@@ -10,10 +10,11 @@ import tensorflow as tf
 from scipy.integrate import quad
 from scipy.stats import norm
 
-from shared.layers import build_set_score_net, build_vector_score_net, eps_fn_from_model
-from shared.likelihood import _make_ode_fn, log_likelihood
-from shared.losses import dsm_loss
-from shared.sde import CosineLogSNR, VPSDE
+from shared.diffusion.likelihood import _make_ode_fn, log_likelihood
+from shared.diffusion.losses import dsm_loss
+from shared.diffusion.score import eps_fn_from_model
+from shared.diffusion.sde import CosineLogSNR, VPSDE
+from shared.layers import build_set_score_net, build_vector_score_net
 
 
 def gaussian_eps_fn(sde, mu, s):
@@ -59,14 +60,14 @@ def test_analytic_gaussian_matches_closed_form(sde):
 def test_gaussian_skip_net_with_zero_residual_is_the_exact_gaussian_model(sde_cfg):
     """Set and vector nets with ``gaussian_skip`` and a zeroed output layer predict the exact ε of
     N(0, s²) data, so their PF-ODE likelihood is the closed form (and padding is ignored)."""
-    from shared.sde import make_sde
+    from shared.diffusion.sde import make_sde
     sde, s = make_sde(sde_cfg), 0.7
     rng = np.random.default_rng(3)
     x, mask = _sets(rng, s=s)
     for net in (build_set_score_net(3, 0, width=8, num_blocks=1, ffn_dim=8, time_embed_dim=8,
-                                    gaussian_skip=sde_cfg, data_std=s),
+                                    gaussian_skip=sde, data_std=s),
                 build_vector_score_net(3, 0, width=8, num_blocks=1, time_embed_dim=8,
-                                       gaussian_skip=sde_cfg, data_std=s)):
+                                       gaussian_skip=sde, data_std=s)):
         out = net.get_layer(f"{net.name}_out")
         out.kernel.assign(np.zeros(out.kernel.shape, np.float32))
         out.bias.assign(np.zeros(out.bias.shape, np.float32))

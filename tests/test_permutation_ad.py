@@ -111,7 +111,9 @@ def test_classifier_permutation_invariant_and_ignores_padding():
 
 
 def test_density_likelihood_units_and_permutation():
+    import keras
     from permutation_ad.train import build_model
+    keras.utils.set_random_seed(0)  # an unseeded random net made the permutation check flaky
     cfg = {"data": {"num_particles": 5, "jet_features": ["eta", "mass", "n"]},
            "model": {"sde": {"name": "vpsde"}, "weighting": "standard",
                      "particle_net": {"width": 8, "num_blocks": 1, "num_heads": 2, "ffn_dim": 16},

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared.sampler import ddim_sample, euler_maruyama_sample, probability_flow_sample, time_grid
-from shared.sde import CosineLogSNR, VPSDE
+from shared.diffusion.sampler import ddim_sample, euler_maruyama_sample, probability_flow_sample, time_grid
+from shared.diffusion.sde import CosineLogSNR, VPSDE
 
 MU, S = 0.7, 0.5
 N, P, F = 2000, 4, 2

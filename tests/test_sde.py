@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from scipy.integrate import quad
 
-from shared.sde import CosineLogSNR, VPSDE, expand_to, make_sde
+from shared.diffusion.sde import CosineLogSNR, VPSDE, expand_to, make_sde
 
 SDES = [VPSDE(), CosineLogSNR(10.0)]
 IDS = ["vpsde", "cosine"]

@@ -32,10 +32,7 @@ def _make_ode_fn(eps_fn, sde, divergence, vector_input):
         eps_hat = eps_fn(call_x, t_vec, None if vector_input else mask, cond)
         if vector_input:
             eps_hat = eps_hat[:, None, :]
-        _, sigma = sde.marginal(t_vec[:1])
-        g2 = sde.g2(t_vec[:1])
-        f = sde.drift(x, t_vec[0]) + 0.5 * g2[0] * eps_hat / sigma[0]
-        return f * tf.expand_dims(mask, -1)
+        return sde.pf_drift(x, t_vec[0], eps_hat) * tf.expand_dims(mask, -1)
 
     @tf.function(reduce_retracing=True)
     def hutchinson(x, t, mask, cond, probe):

@@ -81,6 +81,21 @@ class _VPBase:
         """Squared diffusion coefficient g(t)^2 = beta(t)."""
         return self.beta(t)
 
+    def score(self, eps_hat, t):
+        """Score of the perturbed density from predicted noise: s = −eps_hat / σ(t)."""
+        _, sigma = self.marginal(t)
+        rank = sigma.shape.rank if tf.is_tensor(sigma) else np.ndim(sigma)
+        return -eps_hat / (expand_to(sigma, eps_hat) if rank else sigma)
+
+    def pf_drift(self, x, t, eps_hat):
+        """Probability-flow ODE drift f̃ = f(t) x − ½ g(t)² s = f(t) x + ½ g(t)² eps_hat / σ(t).
+
+        ``t`` scalar or per set (B,); the one place where eps → score → drift is written."""
+        g2 = self.g2(t)
+        rank = g2.shape.rank if tf.is_tensor(g2) else np.ndim(g2)
+        g2 = expand_to(g2, x) if rank else g2
+        return self.drift(x, t) - 0.5 * g2 * self.score(eps_hat, t)
+
     def prior_logp(self, z, mask=None):
         """log N(z; 0, I) summed over real elements: z (B,P,F) + mask (B,P), or z (B,F) -> (B,)."""
         xp = _xp(z)

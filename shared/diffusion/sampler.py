@@ -84,9 +84,7 @@ def probability_flow_sample(eps_fn, shape, mask, cond, sde, rtol=1e-4, atol=1e-5
     def rhs(t, y):
         x = y.reshape(shape)
         e = call(tf.constant(x, tf.float32), tf.constant(t, tf.float32), mask_tf, cond_tf).numpy()
-        _, sig = sde.marginal(t)
-        f = -0.5 * _scalar(sde.beta(t)) * x + 0.5 * _scalar(sde.g2(t)) * e / _scalar(sig)
-        return (f * m3).ravel()
+        return (sde.pf_drift(x, float(t), e) * m3).ravel()
 
     sol = solve_ivp(rhs, (1.0, t_min), x1.ravel(), method=method, rtol=rtol, atol=atol)
     if not sol.success:
@@ -106,10 +104,8 @@ def euler_maruyama_sample(eps_fn, shape, mask, cond, sde, steps, seed=None, t_mi
     for i in tqdm(range(int(steps)), desc="Euler-Maruyama", disable=not progress):
         t, dt = ts[i], ts[i] - ts[i + 1]
         e = call(tf.constant(x, tf.float32), tf.constant(t, tf.float32), mask_tf, cond_tf).numpy()
-        _, sig = sde.marginal(t)
         g2 = _scalar(sde.g2(t))
-        score = -e / _scalar(sig)
-        x = x + (0.5 * _scalar(sde.beta(t)) * x + g2 * score) * dt
+        x = x - (sde.drift(x, t) - g2 * sde.score(e, t)) * dt   # reverse-time drift f x − g² s
         if i < int(steps) - 1:
             x = x + np.sqrt(g2 * dt) * rng.standard_normal(shape)
         x = x * m3

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from shared.layers import call_score_net
-from shared.sde import expand_to
+from shared.diffusion.score import call_score_net
+from shared.diffusion.sde import expand_to
 
 WEIGHTINGS = ("standard", "likelihood")
 
