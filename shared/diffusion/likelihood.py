@@ -47,8 +47,9 @@ class LikelihoodOptions:
     batch_size: int | None = None    # graph: sets in flight, None = auto (max_elements);
     #                                  scipy: sets per solve_ivp call, None = all
     solver: str = "graph"            # graph (in-graph batched RK) | scipy (reference)
-    jit_compile: bool = False        # XLA for the graph solver (measured slower on CPU)
-    max_elements: int = 16384        # auto batch: sets × elements × probe copies per evaluation
+    jit_compile: bool = True         # graph solver: XLA-compile the drift + divergence
+    max_elements: int = 4096         # auto batch: sets × elements × probe copies per evaluation
+    trim_padding: bool = True        # graph solver: drop trailing padded slots (width buckets)
 
     @classmethod
     def from_config(cls, mapping: Mapping | None, source=None) -> "LikelihoodOptions":
@@ -94,8 +95,9 @@ class LikelihoodOptions:
                 raise bad(key, "must be a positive integer")
         if self.batch_size is not None and not positive_int(self.batch_size):
             raise bad("batch_size", "must be a positive integer or null")
-        if not isinstance(self.jit_compile, bool):
-            raise bad("jit_compile", "must be true or false")
+        for key in ("jit_compile", "trim_padding"):
+            if not isinstance(getattr(self, key), bool):
+                raise bad(key, "must be true or false")
 
     def copies(self, num_elements: int, num_features: int) -> int:
         """Network evaluations per set per ODE evaluation (probe copies)."""
@@ -190,14 +192,16 @@ def draw_probes(opts: LikelihoodOptions, shape, mask, seed):
 
 
 def log_likelihood(eps_fn, x, mask, cond, sde, *, seed=None, return_latent=False, progress=False,
-                   options: LikelihoodOptions | None = None, **overrides) -> LikelihoodResult:
+                   options: LikelihoodOptions | None = None, probes=None,
+                   **overrides) -> LikelihoodResult:
     """log p(x) per set, integrating the probability-flow ODE from ``t_eps`` to 1.
 
     x (B,P,F) with mask (B,P) (None = all real), or x (B,F) for vector models (mask ignored).
     Options: ``options`` and/or keyword overrides (the fields of :class:`LikelihoodOptions`:
     divergence, probe, num_probes, method, rtol, atol, t_eps, batch_size, solver, jit_compile,
-    max_elements).  Hutchinson probes are drawn once per set per solve from ``seed`` (the same
-    probes for both solvers); deterministic given ``seed``.
+    max_elements, trim_padding).  Hutchinson probes are drawn once per set per solve from
+    ``seed`` (the same probes for both solvers; deterministic given ``seed``) unless ``probes``
+    (B, k, P, F) are given.
     """
     base = dataclasses.asdict(options) if options is not None else {}
     opts = LikelihoodOptions.from_config({**base, **overrides}, source="log_likelihood")
@@ -217,7 +221,16 @@ def log_likelihood(eps_fn, x, mask, cond, sde, *, seed=None, return_latent=False
     cond_arr = None if cond is None else np.asarray(cond, dtype=np.float32)
     if cond_arr is not None and len(cond_arr) != n:
         raise ValueError(f"log_likelihood: cond has {len(cond_arr)} rows, x has {n}")
-    probes = draw_probes(opts, x3.shape, m, seed)
+    if probes is None:
+        probes = draw_probes(opts, x3.shape, m, seed)
+    elif opts.divergence == "hutchinson":
+        probes = np.asarray(probes, np.float32)
+        if probes.shape != (n, opts.num_probes, p, nf):
+            raise ValueError(f"log_likelihood: probes must have shape {(n, opts.num_probes, p, nf)}"
+                             f", got {probes.shape}")
+        probes = probes * m[:, None, :, None].astype(np.float32)
+    else:
+        probes = None
     # the scipy reference keeps its historical default: one solve over all sets
     bs = n if opts.solver == "scipy" and opts.batch_size is None else opts.sets_per_batch(n, p, nf)
     solve = _solve_graph if opts.solver == "graph" else _solve_scipy
@@ -232,8 +245,8 @@ _GRAPH_SOLVERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _graph_solver(eps_fn, sde, opts, vector_input, p, nf, bs):
-    """The BatchedRK of this eps_fn/schedule/options, cached so repeated calls reuse its traced
-    graph (tracing a solve costs ≈ 1 s; the cache holds eps_fn weakly)."""
+    """The BatchedRK of this eps_fn/schedule/options/shape, cached so repeated calls reuse its
+    traced (and XLA-compiled) graph; the cache holds eps_fn weakly."""
     key = (id(sde), opts, vector_input, p, nf, bs)
     per_fn = _GRAPH_SOLVERS.setdefault(eps_fn, {})
     hit = per_fn.get(key)
@@ -241,6 +254,8 @@ def _graph_solver(eps_fn, sde, opts, vector_input, p, nf, bs):
         return hit[1]
     pf = p * nf
     f_and_div = _integrand(eps_fn, sde, opts.divergence, vector_input)
+    if opts.jit_compile:
+        f_and_div = tf.function(f_and_div, jit_compile=True, reduce_retracing=True)
 
     def rhs(t, y, ex):
         xs = tf.reshape(tf.cast(y[:, :pf], tf.float32), [-1, p, nf])
@@ -250,26 +265,49 @@ def _graph_solver(eps_fn, sde, opts, vector_input, p, nf, bs):
                           tf.cast(div, tf.float64)[:, None]], axis=1)
 
     solver = BatchedRK(rhs, method=opts.method, rtol=opts.rtol, atol=opts.atol, slots=bs,
-                       chunk=16 * bs, jit_compile=opts.jit_compile)
+                       chunk=16 * bs)
     per_fn[key] = (sde, solver)
     return solver
 
 
+def width_buckets(num_elements: int) -> np.ndarray:
+    """Set widths the graph solver trims to: about P/4, P/2, 3P/4 (multiples of 8) and P.
+    Few distinct widths bound the number of traced/compiled shapes."""
+    w = {min(num_elements, -(-num_elements * k // 32) * 8) for k in (1, 2, 3)} | {num_elements}
+    return np.array(sorted(w if num_elements > 16 else {num_elements}))
+
+
 def _solve_graph(eps_fn, sde, opts, vector_input, x3, m, cond_arr, probes, bs, progress):
+    """Sets grouped by the width they need (last real slot + 1, rounded up to a bucket); each
+    group solved at that width: padded slots beyond it cannot affect real ones (mask contract),
+    so they are not evaluated at all."""
     n, p, nf = x3.shape
-    pf = p * nf
-    extras = {"mask": m.astype(np.float32)}
-    if cond_arr is not None:
-        extras["cond"] = cond_arr
-    if probes is not None:
-        extras["probe"] = probes
-    weights = np.concatenate([np.repeat(m, nf, axis=1), np.ones((n, 1))], axis=1)
-    y0 = np.concatenate([x3.reshape(n, pf), np.zeros((n, 1))], axis=1)
-    solver = _graph_solver(eps_fn, sde, opts, vector_input, p, nf, bs)
+    z1, delta, nfe_set, calls = np.zeros_like(x3), np.zeros(n), np.zeros(n, np.int64), 0
+    if opts.trim_padding and not vector_input:
+        buckets = width_buckets(p)
+        used = np.where(m.any(1), p - np.argmax(m[:, ::-1] > 0, axis=1), 1)
+        width = buckets[np.searchsorted(buckets, used)]
+    else:
+        width = np.full(n, p)
     bar = tqdm(total=n, desc="log-likelihood", disable=not progress)
-    sol = solver(y0, opts.t_eps, 1.0, weights=weights, extras=extras, progress=bar)
+    for w in np.unique(width):
+        rows = np.flatnonzero(width == w)
+        w = int(w)
+        mw = m[rows, :w]
+        extras = {"mask": mw.astype(np.float32)}
+        if cond_arr is not None:
+            extras["cond"] = cond_arr[rows]
+        if probes is not None:
+            extras["probe"] = probes[rows, :, :w]
+        weights = np.concatenate([np.repeat(mw, nf, axis=1), np.ones((len(rows), 1))], axis=1)
+        y0 = np.concatenate([x3[rows, :w].reshape(len(rows), w * nf), np.zeros((len(rows), 1))], 1)
+        slots = bs if w == p else opts.sets_per_batch(n, w, nf)
+        solver = _graph_solver(eps_fn, sde, opts, vector_input, w, nf, min(slots, len(rows)))
+        sol = solver(y0, opts.t_eps, 1.0, weights=weights, extras=extras, progress=bar)
+        z1[rows, :w] = sol.y[:, :w * nf].reshape(len(rows), w, nf)
+        delta[rows], nfe_set[rows], calls = sol.y[:, w * nf], sol.nfe, calls + sol.calls
     bar.close()
-    return sol.y[:, :pf].reshape(n, p, nf), sol.y[:, pf], int(sol.calls), sol.nfe
+    return z1, delta, int(calls), nfe_set
 
 
 def _solve_scipy(eps_fn, sde, opts, vector_input, x3, m, cond_arr, probes, bs, progress):
