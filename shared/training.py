@@ -43,7 +43,8 @@ TRAINER_DEFAULTS = {
     "min_delta": 0.0,              # improvement needed to reset the patience counter
     "seed": 0,                     # shuffling, TF/NumPy seeds (rank added for TF noise)
     "deterministic": False,        # tf.config.experimental.enable_op_determinism
-    "jit_compile": False,          # XLA-compile the gradient computation (allreduce outside)
+    "jit_compile": "auto",         # XLA-compile the gradient computation (allreduce outside):
+    #                                true | false | auto (= JIT_AUTO of the device type)
     "drop_remainder": False,       # drop the last partial training batch of each epoch
     "checkpoint_every": 1,         # save checkpoints/last every N epochs (and at the end)
     "resume": "auto",              # auto | never | path of a checkpoint folder
@@ -53,8 +54,21 @@ TRAINER_DEFAULTS = {
 _POSITIVE_INT = ("epochs", "batch_size", "checkpoint_every")
 _NONNEG_FLOAT = ("learning_rate", "min_learning_rate", "warmup_epochs", "weight_decay",
                  "min_delta")
-_BOOLS = ("scale_lr_by_world_size", "validation_use_ema", "deterministic", "jit_compile",
-          "drop_remainder", "progress")
+_BOOLS = ("scale_lr_by_world_size", "validation_use_ema", "deterministic", "drop_remainder",
+          "progress")
+# jit_compile: auto per device type. CPU: measured by benchmarks/train_step.py (docs/core.md,
+# "Speed"); GPU: XLA for the gradient only, Horovod's allreduce stays outside (SPEC §8).
+JIT_AUTO = {"CPU": False, "GPU": True}
+
+
+def resolve_jit_compile(value) -> bool:
+    """``jit_compile`` as a bool: ``auto`` -> JIT_AUTO of the device the step runs on (GPU when
+    TensorFlow sees one)."""
+    if value != "auto":
+        return bool(value)
+    import tensorflow as tf
+
+    return JIT_AUTO["GPU" if tf.config.list_physical_devices("GPU") else "CPU"]
 
 
 def trainer_config(cfg: Mapping | None) -> dict:
@@ -76,6 +90,8 @@ def trainer_config(cfg: Mapping | None) -> dict:
     for key in _BOOLS:
         if not isinstance(out[key], bool):
             raise bad(key, "must be true or false")
+    if out["jit_compile"] != "auto" and not isinstance(out["jit_compile"], bool):
+        raise bad("jit_compile", "must be true, false or auto")
     for key in ("clip_norm", "ema_decay", "val_batch_size"):
         if out[key] is not None and (isinstance(out[key], bool)
                                      or not isinstance(out[key], (int, float)) or out[key] < 0):
@@ -253,7 +269,8 @@ class Trainer:
                      for g, v in zip(grads, variables)]
             return loss, grads
 
-        if self.cfg["jit_compile"]:
+        jit = resolve_jit_compile(self.cfg["jit_compile"])
+        if jit:
             # Horovod ops cannot run inside XLA: compile the gradient alone
             grad_fn = tf.function(grad_fn, jit_compile=True, reduce_retracing=True)
 
@@ -270,7 +287,7 @@ class Trainer:
                     e.assign(decay * e + (1.0 - decay) * tf.cast(v, e.dtype))
             return loss, norm
 
-        @tf.function(reduce_retracing=True, jit_compile=self.cfg["jit_compile"])
+        @tf.function(reduce_retracing=True, jit_compile=jit)
         def eval_step(batch):
             return model.compute_batch_loss(batch, training=False)
 
@@ -480,4 +497,5 @@ def _jsonable(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-__all__ = ["Trainer", "TRAINER_DEFAULTS", "trainer_config", "make_lr_schedule", "lr_at"]
+__all__ = ["Trainer", "TRAINER_DEFAULTS", "trainer_config", "make_lr_schedule", "lr_at",
+           "resolve_jit_compile", "JIT_AUTO"]

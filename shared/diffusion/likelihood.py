@@ -271,10 +271,25 @@ def _graph_solver(eps_fn, sde, opts, vector_input, p, nf, bs):
 
 
 def width_buckets(num_elements: int) -> np.ndarray:
-    """Set widths the graph solver trims to: about P/4, P/2, 3P/4 (multiples of 8) and P.
-    Few distinct widths bound the number of traced/compiled shapes."""
-    w = {min(num_elements, -(-num_elements * k // 32) * 8) for k in (1, 2, 3)} | {num_elements}
-    return np.array(sorted(w if num_elements > 16 else {num_elements}))
+    """Set widths the graph solver trims to: about P/4, P/2, 3P/4 (multiples of 8) and P for
+    P > 32, else P alone.  Few distinct widths bound the number of traced/compiled shapes."""
+    if num_elements <= 32:
+        return np.array([num_elements])
+    return np.array(sorted({-(-num_elements * k // 32) * 8 for k in (1, 2, 3)} | {num_elements}))
+
+
+def assign_widths(mask, min_group=None) -> np.ndarray:
+    """Width each set is solved at: the smallest bucket holding its last real slot; buckets with
+    fewer than ``min_group`` sets (default max(8, 5 % of the sets)) join the next wider one."""
+    n, p = mask.shape
+    buckets = width_buckets(p)
+    used = np.where(mask.any(1), p - np.argmax(mask[:, ::-1] > 0, axis=1), 1)
+    width = buckets[np.searchsorted(buckets, used)]
+    min_group = max(8, n // 20) if min_group is None else min_group
+    for lo, hi in zip(buckets[:-1], buckets[1:]):
+        if 0 < np.count_nonzero(width == lo) < min_group:
+            width[width == lo] = hi
+    return width
 
 
 def _solve_graph(eps_fn, sde, opts, vector_input, x3, m, cond_arr, probes, bs, progress):
@@ -284,9 +299,7 @@ def _solve_graph(eps_fn, sde, opts, vector_input, x3, m, cond_arr, probes, bs, p
     n, p, nf = x3.shape
     z1, delta, nfe_set, calls = np.zeros_like(x3), np.zeros(n), np.zeros(n, np.int64), 0
     if opts.trim_padding and not vector_input:
-        buckets = width_buckets(p)
-        used = np.where(m.any(1), p - np.argmax(m[:, ::-1] > 0, axis=1), 1)
-        width = buckets[np.searchsorted(buckets, used)]
+        width = assign_widths(m)
     else:
         width = np.full(n, p)
     bar = tqdm(total=n, desc="log-likelihood", disable=not progress)

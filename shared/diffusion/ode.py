@@ -224,6 +224,10 @@ class BatchedRK:
                 rejected=pick(tf.where(last, ~accept, st["rejected"]), st["rejected"],
                               tf.zeros([b], tf.bool)),
                 nfe=pick(nfe, st["nfe"], tf.zeros([b], tf.int32)))
+            # keep the static shapes of the loop variables (broadcasting against a dynamic
+            # batch dimension can lose them, e.g. with a single slot)
+            for new, old in zip(tf.nest.flatten(new_st), tf.nest.flatten(st)):
+                new.set_shape(old.shape)
             return it + 1, nxt + tf.reduce_sum(di), new_st, out_y, out_nfe, out_failed
 
         def cond(it, nxt, st, *_):
