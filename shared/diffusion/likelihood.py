@@ -279,16 +279,19 @@ def width_buckets(num_elements: int) -> np.ndarray:
 
 
 def assign_widths(mask, min_group=None) -> np.ndarray:
-    """Width each set is solved at: the smallest bucket holding its last real slot; buckets with
-    fewer than ``min_group`` sets (default max(8, 5 % of the sets)) join the next wider one."""
+    """Width each set is solved at: the smallest bucket holding its last real slot; a bucket
+    with fewer than ``min_group`` sets (default max(4, 2 % of the sets)) joins the next wider
+    non-empty one (one compiled shape less)."""
     n, p = mask.shape
     buckets = width_buckets(p)
     used = np.where(mask.any(1), p - np.argmax(mask[:, ::-1] > 0, axis=1), 1)
     width = buckets[np.searchsorted(buckets, used)]
-    min_group = max(8, n // 20) if min_group is None else min_group
-    for lo, hi in zip(buckets[:-1], buckets[1:]):
-        if 0 < np.count_nonzero(width == lo) < min_group:
-            width[width == lo] = hi
+    min_group = max(4, n // 50) if min_group is None else min_group
+    for i, lo in enumerate(buckets[:-1]):
+        count = np.count_nonzero(width == lo)
+        wider = [b for b in buckets[i + 1:] if np.any(width == b)]
+        if 0 < count < min_group and wider:
+            width[width == lo] = wider[0]
     return width
 
 
