@@ -87,7 +87,7 @@ def _method_results(bname, bench, cfg, out_dir, seed, progress):
         workdir = os.path.join(out_dir, bname, "work", f"{name}-{key[:12]}")
         r = run_method(name, mcfg, "train", tests, workdir, seed, feats, cfg["val_fraction"])
         atomic_savez(npz, **{f"{s}__{sid}": v for s, per in r["scores"].items() for sid, v in per.items()})
-        meta = {"key": key, "name": name, "type": mcfg["type"], "labels": r["labels"],
+        meta = {"key": key, "data": fps, "seed": int(seed), "name": name, "type": mcfg["type"], "labels": r["labels"],
                 "train_time_s": r["train_time_s"], "score_time_s": r["score_time_s"],
                 "info": r["info"], "config": mcfg}
         atomic_write_text(js, json.dumps(meta, indent=1, default=str))

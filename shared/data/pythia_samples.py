@@ -227,7 +227,7 @@ COMMANDS = {
 def command_selection(command, overrides=None):
     """Selection of a CLI command: layout defaults, then the command's own, then `overrides`."""
     spec = COMMANDS[command]
-    return dict(SELECTIONS[spec["layout"]], **spec.get("selection", {}), **(overrides or {}))
+    return {**SELECTIONS[spec["layout"]], **spec.get("selection", {}), **(overrides or {})}
 
 
 def sample_settings(name, seed):
