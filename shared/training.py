@@ -17,8 +17,10 @@ from typing import Mapping
 
 import numpy as np
 
-from shared.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from shared.config import ConfigError, atomic_write_text
+from shared.checkpoint import (ArchitectureMismatch, CheckpointError, find_checkpoint,
+                               load_checkpoint, save_checkpoint)
+from shared.errors import ConfigError
+from shared.io import atomic_write_text
 from shared.distributed import DistContext, get_context
 from shared.seeding import epoch_rng, set_seeds
 
@@ -57,15 +59,21 @@ _BOOLS = ("scale_lr_by_world_size", "validation_use_ema", "deterministic", "jit_
           "drop_remainder", "progress")
 
 
-def trainer_config(cfg: Mapping | None) -> dict:
-    """Defaults merged with ``cfg``, validated; ConfigError names the file and key."""
-    source = getattr(cfg, "source", None)
+def trainer_config(cfg: Mapping | None, prefix: str | None = None, source=None) -> dict:
+    """Defaults merged with ``cfg``, validated; ConfigError names the file and the key
+    (``prefix.key``), also for an unknown key."""
+    source = source if source is not None else getattr(cfg, "source", None)
     cfg = dict(cfg or {})
     out = dict(TRAINER_DEFAULTS)
     out.update({k: v for k, v in cfg.items() if k in TRAINER_DEFAULTS})
+    name = (lambda k: f"{prefix}.{k}") if prefix else (lambda k: k)  # noqa: E731
+    unknown = sorted(k for k in cfg if k not in TRAINER_DEFAULTS)
+    if unknown:
+        raise ConfigError(source, name(unknown[0]),
+                          f"unknown training key (known: {', '.join(sorted(TRAINER_DEFAULTS))})")
 
     def bad(key, what):
-        return ConfigError(source, key, f"{what}, got {out[key]!r}")
+        return ConfigError(source, name(key), f"{what}, got {out[key]!r}")
 
     for key in _POSITIVE_INT:
         if isinstance(out[key], bool) or not isinstance(out[key], int) or out[key] < 1:
@@ -96,8 +104,13 @@ def trainer_config(cfg: Mapping | None) -> dict:
         raise bad("seed", "must be an integer")
     if not isinstance(out["resume"], str):
         raise bad("resume", "must be 'auto', 'never' or a checkpoint folder")
-    out["_unknown"] = sorted(k for k in cfg if k not in TRAINER_DEFAULTS)
     return out
+
+
+def check_trainer_section(value, key, source) -> dict:
+    """Config-schema check of a training section (``shared.schema.Custom``): the section with
+    every Trainer default filled in."""
+    return trainer_config(value or {}, prefix=key, source=source)
 
 
 def _keras():
@@ -190,8 +203,6 @@ class Trainer:
                       "stopped": False}
         self.resumed_from = None
         self._train_step = self._eval_step = None
-        if self.cfg["_unknown"]:
-            self.ctx.log(f"[trainer] ignoring unknown training keys: {self.cfg['_unknown']}")
 
     # -- setup --------------------------------------------------------------------------------
     def _batch(self, data: Mapping, idx: np.ndarray) -> dict:
@@ -285,7 +296,17 @@ class Trainer:
             if self.resume != "auto":
                 raise FileNotFoundError(f"--resume {path}: no complete checkpoint there")
             return
-        state = load_checkpoint(found, self.model, self.optimizer, self.ema_variables)
+        try:
+            state = load_checkpoint(found, self.model, self.optimizer, self.ema_variables)
+        except ArchitectureMismatch:
+            raise
+        except CheckpointError as exc:
+            best = find_checkpoint(self.ckpt_dir / "best") if self.resume == "auto" else None
+            if best is None:
+                raise
+            self.ctx.log(f"[trainer] WARNING: {exc}; resuming from {best} instead")
+            state = load_checkpoint(best, self.model, self.optimizer, self.ema_variables)
+            found = best
         saved_spe, saved_size = state.get("steps_per_epoch"), state.get("world_size")
         if saved_spe != steps_per_epoch or saved_size != self.ctx.size:
             raise ValueError(
@@ -480,4 +501,5 @@ def _jsonable(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-__all__ = ["Trainer", "TRAINER_DEFAULTS", "trainer_config", "make_lr_schedule", "lr_at"]
+__all__ = ["Trainer", "TRAINER_DEFAULTS", "trainer_config", "check_trainer_section",
+           "make_lr_schedule", "lr_at"]

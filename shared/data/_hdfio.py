@@ -50,26 +50,6 @@ def store_nrows(store, key):
     return int(st.nrows if st.is_table else st.shape[0])
 
 
-def temp_path(path):
-    """A temporary sibling of `path` (same filesystem, so os.replace is atomic)."""
-    d, b = os.path.split(os.path.abspath(os.fspath(path)))
-    os.makedirs(d, exist_ok=True)
-    return os.path.join(d, f".{b}.tmp{os.getpid()}")
-
-
-@contextlib.contextmanager
-def atomic_target(path):
-    """Yield a temp path; on success move it onto `path`, on failure remove it."""
-    tmp = temp_path(path)
-    try:
-        yield tmp
-        os.replace(tmp, os.fspath(path))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def finalize_pandas_file(path, key, metadata=None):
     """Make sure pandas 2 and 3 can read `key`, and store `metadata` as a root JSON attribute."""
     with warnings.catch_warnings():

@@ -19,8 +19,9 @@ import time
 
 import numpy as np
 
+from shared.io import atomic_write_text
+
 from . import pythia_samples as ps
-from ._hdfio import atomic_target
 from .detector import DetectorConfig, smear
 from .errors import DataFormatError
 from .lhco import write_lhco
@@ -297,9 +298,7 @@ def generate(command, n, seed, out, workers=1, signal_fraction=None, detector=No
     else:
         parts = np.concatenate([r["particles"] for s in order for r in results if r["sample"] == s])
         write_lhco(out, parts[perm], labels[perm], metadata=meta)
-    with atomic_target(os.fspath(out) + ".json") as tmp:
-        with open(tmp, "w") as f:
-            json.dump(meta, f, indent=1, sort_keys=True)
+    atomic_write_text(os.fspath(out) + ".json", json.dumps(meta, indent=1, sort_keys=True))
     return meta
 
 

@@ -6,6 +6,8 @@ pandas HDF5 fixed format, key `df`, one float64 block (N, 2101) with integer col
 import numpy as np
 import pandas as pd
 
+from shared.io import atomic_path
+
 from . import _hdfio
 from .errors import DataFormatError
 
@@ -87,7 +89,7 @@ def write_lhco(path, particles, label, metadata=None):
     block[:, : 3 * x.shape[1]] = x.reshape(n, -1)
     block[:, -1] = label
     df = pd.DataFrame(block, columns=pd.Index(np.arange(N_COLUMNS, dtype=np.int64)))
-    with _hdfio.atomic_target(path) as tmp:
+    with atomic_path(path) as tmp:
         df.to_hdf(tmp, key=KEY, format="fixed", mode="w")
         _hdfio.finalize_pandas_file(tmp, KEY, metadata)
     return path

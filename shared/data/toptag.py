@@ -7,6 +7,8 @@ values_block_0 (804 x float32) and values_block_1 (2 x int64).
 import numpy as np
 import pandas as pd
 
+from shared.io import atomic_path
+
 from . import _hdfio
 from .errors import DataFormatError
 
@@ -111,7 +113,7 @@ def write_toptag(path, p4, label, truth=None, ttv=None, metadata=None, chunksize
     """Write jets in the official layout (atomically). p4 (N, P <= 200, 4) is zero padded to 200."""
     p4, label, truth, ttv = _validate_inputs(path, p4, label, truth, ttv)
     n = len(label)
-    with _hdfio.atomic_target(path) as tmp:
+    with atomic_path(path) as tmp:
         with pd.HDFStore(tmp, mode="w", complevel=complevel, complib="zlib" if complevel else None) as store:
             for a in range(0, max(n, 1), chunksize):
                 b = min(a + chunksize, n)
