@@ -39,79 +39,53 @@ from typing import Mapping
 
 import numpy as np
 
-from shared.config import ConfigError
 from shared.efps import compute_efps, efp_columns
+from shared.errors import ConfigError
+from shared.schema import Bool, Choice, Float, Int, List, Section, Str
 
-SAMPLE_METRICS_DEFAULTS = {
-    "seed": 0,                     # every resampling draws from this seed
-    "max_jets": 50000,             # random subset of at most this many jets (events for dijets)
-                                   # per sample (JetNet's recommended size); null = all
-    "num_bootstrap": 10,           # W1 bootstrap replicates
-    "w1_samples": None,            # jets per side per W1 replicate; null = min(N_gen, N_true // 2)
-    "efp_select": ["d<=4"],        # EFPSet selection for FPD/KPD (JetNet: the 36 EFPs, d <= 4)
-    "w1_efp_select": ["n==4", "d==4", "p==1"],  # EFPs whose W1 is reported (JetNet's W1-EFP)
-    "efp_beta": 1.0,               # angular exponent of the EFPs
-    "efp_jobs": 1,                 # energyflow worker processes; null = all CPUs
-    "normalise": True,             # EFPs / max |true EFP| before FPD and KPD
-    "fpd_min_samples": 20000,      # smallest FPD batch (scaled down with the cap, same ratio)
-    "fpd_max_samples": 50000,      # largest FPD batch (capped at min(N_gen, N_true // 2))
-    "fpd_num_points": 10,          # batch sizes, evenly spaced in 1/N
-    "fpd_num_batches": 20,         # batches averaged per batch size
-    "kpd_batch_size": 5000,        # capped at min(N_gen, N_true // 2) // 2
-    "kpd_num_batches": 10,
-    "kpd_degree": 4,               # polynomial kernel (x·y/d + 1)^degree
-    "particle_feature_names": ["pt", "eta", "phi"],  # names of the W1 particle metrics
-    "dijet_views": ["pooled", "j0", "j1"],  # dijet adapter: both jets pooled, leading, subleading
-    "progress": True,              # tqdm bar of the EFP computation
-}
-
-_POSITIVE_INT = ("num_bootstrap", "fpd_min_samples", "fpd_max_samples", "fpd_num_points",
-                 "fpd_num_batches", "kpd_batch_size", "kpd_num_batches", "kpd_degree")
 _DIJET_VIEWS = ("pooled", "j0", "j1")
 
+SAMPLE_METRICS_SCHEMA = Section({
+    "seed": Int(0, doc="every resampling draws from this seed"),
+    "max_jets": Int(50000, min=2, nullable=True,
+                    doc="random subset of at most this many jets (events for dijets) per sample "
+                        "(JetNet's recommended size); null = all"),
+    "num_bootstrap": Int(10, min=1, doc="W1 bootstrap replicates"),
+    "w1_samples": Int(None, min=2, doc="jets per side per W1 replicate; null = "
+                                       "min(N_gen, N_true // 2)"),
+    "efp_select": List(Str(), ["d<=4"], min_length=1,
+                       doc="EFPSet selection for FPD/KPD (JetNet: the 36 EFPs with d <= 4)"),
+    "w1_efp_select": List(Str(), ["n==4", "d==4", "p==1"], min_length=1,
+                          doc="EFPs whose W1 is reported (JetNet's W1-EFP)"),
+    "efp_beta": Float(1.0, min=0.0, exclusive_min=True, doc="angular exponent of the EFPs"),
+    "efp_jobs": Int(1, min=1, nullable=True, doc="energyflow processes; null = all CPUs"),
+    "normalise": Bool(True, doc="EFPs / max |true EFP| before FPD and KPD"),
+    "fpd_min_samples": Int(20000, min=2, doc="smallest FPD batch (scaled with the cap)"),
+    "fpd_max_samples": Int(50000, min=2, doc="largest FPD batch (capped at min(N_gen, "
+                                             "N_true // 2))"),
+    "fpd_num_points": Int(10, min=1, doc="FPD batch sizes, evenly spaced in 1/N"),
+    "fpd_num_batches": Int(20, min=1, doc="batches averaged per FPD batch size"),
+    "kpd_batch_size": Int(5000, min=2, doc="capped at min(N_gen, N_true // 2) // 2"),
+    "kpd_num_batches": Int(10, min=1),
+    "kpd_degree": Int(4, min=1, doc="polynomial kernel (x·y/d + 1)^degree"),
+    "particle_feature_names": List(Str(), ["pt", "eta", "phi"], length=3,
+                                   doc="names of the W1 particle metrics"),
+    "dijet_views": List(Choice(*_DIJET_VIEWS), list(_DIJET_VIEWS), min_length=1,
+                        doc="dijet adapter: both jets pooled, leading, subleading"),
+    "progress": Bool(True, doc="tqdm bar of the EFP computation"),
+})
+SAMPLE_METRICS_DEFAULTS = SAMPLE_METRICS_SCHEMA.fill()
 
-def sample_metrics_config(cfg: Mapping | None) -> dict:
-    """Defaults merged with ``cfg``, validated; ConfigError names the key."""
-    source = getattr(cfg, "source", None)
-    cfg = dict(cfg or {})
-    unknown = sorted(k for k in cfg if k not in SAMPLE_METRICS_DEFAULTS)
-    if unknown:
-        raise ConfigError(source, unknown[0], f"unknown sample-metrics key (known: "
-                          f"{', '.join(SAMPLE_METRICS_DEFAULTS)})")
-    out = dict(SAMPLE_METRICS_DEFAULTS, **cfg)
 
-    def bad(key, what):
-        return ConfigError(source, key, f"{what}, got {out[key]!r}")
-
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    for key in _POSITIVE_INT:
-        if not is_int(out[key]) or out[key] < 1:
-            raise bad(key, "must be a positive integer")
-    for key in ("max_jets", "w1_samples"):
-        if out[key] is not None and (not is_int(out[key]) or out[key] < 2):
-            raise bad(key, "must be an integer >= 2 or null")
-    if out["efp_jobs"] is not None and (not is_int(out["efp_jobs"]) or out["efp_jobs"] < 1):
-        raise bad("efp_jobs", "must be a positive integer or null")
-    if not is_int(out["seed"]):
-        raise bad("seed", "must be an integer")
-    if isinstance(out["efp_beta"], bool) or not isinstance(out["efp_beta"], (int, float)) \
-            or out["efp_beta"] <= 0:
-        raise bad("efp_beta", "must be a positive number")
+def sample_metrics_config(cfg: Mapping | None, prefix: str = "", source=None) -> dict:
+    """Defaults merged with ``cfg``, validated (:data:`SAMPLE_METRICS_SCHEMA`); ConfigError
+    names the file and the key (``prefix.key``)."""
+    source = source if source is not None else getattr(cfg, "source", None)
+    out = SAMPLE_METRICS_SCHEMA.check(dict(cfg or {}), prefix, source)
     if out["fpd_min_samples"] > out["fpd_max_samples"]:
-        raise bad("fpd_min_samples", "must not exceed fpd_max_samples")
-    for key in ("normalise", "progress"):
-        if not isinstance(out[key], bool):
-            raise bad(key, "must be true or false")
-    for key in ("efp_select", "w1_efp_select", "particle_feature_names", "dijet_views"):
-        if isinstance(out[key], str) or not all(isinstance(s, str) for s in out[key]) \
-                or not out[key]:
-            raise bad(key, "must be a non-empty list of strings")
-    if len(out["particle_feature_names"]) != 3:
-        raise bad("particle_feature_names", "must name the 3 particle features")
-    if not set(out["dijet_views"]) <= set(_DIJET_VIEWS):
-        raise bad("dijet_views", f"must be a list of {', '.join(_DIJET_VIEWS)}")
+        key = f"{prefix}.fpd_min_samples" if prefix else "fpd_min_samples"
+        raise ConfigError(source, key, f"must not exceed fpd_max_samples, got "
+                          f"{out['fpd_min_samples']} > {out['fpd_max_samples']}")
     return out
 
 
@@ -434,6 +408,6 @@ def metrics_table(res: dict, title: str | None = None) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SAMPLE_METRICS_DEFAULTS", "sample_metrics_config", "wasserstein_1d",
+__all__ = ["SAMPLE_METRICS_SCHEMA", "SAMPLE_METRICS_DEFAULTS", "sample_metrics_config", "wasserstein_1d",
            "frechet_distance", "fpd", "mmd2_poly_unbiased", "kpd", "sample_metrics",
            "dijet_jet_samples", "dijet_sample_metrics", "metrics_table"]

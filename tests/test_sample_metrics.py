@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from shared.config import ConfigError
+from shared.errors import ConfigError
 from shared.efps import compute_efps, efp_columns
 from shared.sample_metrics import (dijet_jet_samples, dijet_sample_metrics, fpd, frechet_distance,
                                    kpd, metrics_table, mmd2_poly_unbiased, sample_metrics,
