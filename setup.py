@@ -18,8 +18,9 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["shared*", "permutation_ad*", "lhco_fullphase*"]),
     package_data={"permutation_ad": ["configs/*.yaml"], "lhco_fullphase": ["configs/*.yaml"]},
-    # Every entry here is imported by the project (not only by a dependency): transitive
-    # requirements (ml_dtypes, vector, wasserstein, ...) come with the packages that need them.
+    # Every entry here but tensorflow-probability (see there) is imported by the project;
+    # transitive requirements (ml_dtypes, vector, wasserstein, ...) come with the packages that
+    # need them.
     install_requires=[
         "keras==3.15.1",
         # Not imported on main yet: the MAF / INN flows of issues 16 and 17 are built on its
