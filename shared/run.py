@@ -199,8 +199,12 @@ def _writable_folder(path: Path, flag: str) -> Path:
         raise UsageError(f"{flag} {path}: cannot be created (a parent is a file)") from None
     except PermissionError:
         raise UsageError(f"{flag} {path}: cannot be created (permission denied)") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: folder is not writable")
+    import tempfile
+    try:   # try it: os.access says yes to root on read-only mounts
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: folder is not writable ({exc.strerror})") from None
     return path
 
 
