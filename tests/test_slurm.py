@@ -77,6 +77,7 @@ def test_job_script_headers(script):
     assert "#SBATCH -C gpu" in text and "#SBATCH --gpus-per-node=4" in text
     assert re.search(r"^#SBATCH --time=\d\d:\d\d:\d\d$", text, re.M)
     assert os.stat(script).st_mode & stat.S_IXUSR
+    assert "/global/" not in text and "/home/" not in text                  # no personal paths
     r = _run(["bash", str(script)], env={"LAUNCHER": "print"}, check=False)   # no CONFIG OUT
     assert r.returncode == 2 and "usage:" in r.stderr
 
