@@ -186,6 +186,11 @@ def test_array_task_runs_its_shards(tmp_path):
     lines = sorted(line for line in r.stdout.splitlines() if "ARGS=" in line)
     assert lines == [f"[shard {k}/6] GPU={k - 2} DIST=none ARGS=-m permutation_ad.evaluate --config c.yaml "
                      f"--out {tmp_path / 'o'} --set a=1 --shard {k}/6" for k in (2, 3)]
+    # more shards than GPUs share them round robin
+    r = _run(["bash", str(SLURM / "pad_likelihood.sh"), "c.yaml", "o"],
+             env={**env, "LAUNCHER": "print", "SHARDS_PER_TASK": "6", "GPUS_PER_NODE": "4"})
+    assert [re.match(r"shard (\d+)/18 on GPU (\d)", ln).groups() for ln in r.stdout.splitlines()] == \
+        [(str(6 + j), str(j % 4)) for j in range(6)]
     # a failing shard fails the task, after the other shard has run to its end
     env["PYTHON"] = str(_fake_python(tmp_path, fail_shard="2/6"))
     r = _run(["bash", str(SLURM / "lhco_classify.sh"), "c.yaml", str(tmp_path / "o")], env=env, check=False)

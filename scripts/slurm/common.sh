@@ -94,8 +94,9 @@ array_shards() {  # array_shards: prints "FIRST TOTAL" of this array task's shar
 }
 
 shard_job() {  # shard_job SCRIPT MODULE [fixed args...] -- CONFIG OUT [args...]
-    # One array task: SHARDS_PER_TASK single-process shards side by side on this node, GPU i for
-    # the i-th, each running python -m MODULE --config CONFIG --out OUT [...] --shard K/N.
+    # One array task: SHARDS_PER_TASK single-process shards side by side on this node, the i-th
+    # on GPU i mod GPUS_PER_NODE (more shards than GPUs share them), each running
+    # python -m MODULE --config CONFIG --out OUT [...] --shard K/N.
     # The task fails (non-zero) if any shard fails; every shard runs to its end first.
     local script="$1" module="$2"; shift 2
     local fixed=()
@@ -103,7 +104,7 @@ shard_job() {  # shard_job SCRIPT MODULE [fixed args...] -- CONFIG OUT [args...]
     [ "$#" -gt 0 ] && shift
     usage_check "${script}" "${module}" "$@"
     local config="$1" out="$2"; shift 2
-    local range first total per i k pids=() failed=0
+    local range first total per i k gpu pids=() failed=0
     range=$(array_shards) || exit 2
     first="${range% *}"; total="${range#* }"
     per="${SHARDS_PER_TASK:-${GPUS_PER_NODE}}"
@@ -111,13 +112,13 @@ shard_job() {  # shard_job SCRIPT MODULE [fixed args...] -- CONFIG OUT [args...]
     [ "${LAUNCHER}" = print ] || mkdir -p "${out}"
     [ "${LAUNCHER}" = print ] || echo "[slurm] $(date -Is) array task ${SLURM_ARRAY_TASK_ID}: shards ${first}..$(( first + per - 1 )) of ${total}"
     for (( i = 0; i < per; i++ )); do
-        k=$(( first + i ))
+        k=$(( first + i )); gpu=$(( i % GPUS_PER_NODE ))
         local cmd=("${PYTHON}" -m "${module}" --config "${config}" --out "${out}" ${fixed[@]+"${fixed[@]}"} "$@" --shard "${k}/${total}")
         if [ "${LAUNCHER}" = print ]; then
-            echo "shard ${k}/${total} on GPU ${i}: ${cmd[*]}"
+            echo "shard ${k}/${total} on GPU ${gpu}: ${cmd[*]}"
             continue
         fi
-        ( export CUDA_VISIBLE_DEVICES="${i}" PAD_DISTRIBUTED=none OMP_NUM_THREADS="${threads}"
+        ( export CUDA_VISIBLE_DEVICES="${gpu}" PAD_DISTRIBUTED=none OMP_NUM_THREADS="${threads}"
           "${cmd[@]}" 2>&1 | sed -u "s|^|[shard ${k}/${total}] |" ) &
         pids+=("$!")
     done

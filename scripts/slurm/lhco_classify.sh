@@ -13,7 +13,7 @@
 #SBATCH --job-name=lhco-classify
 #SBATCH -C gpu
 #SBATCH --qos=regular
-#SBATCH --time=24:00:00
+#SBATCH --time=48:00:00
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1
 #SBATCH --gpus-per-node=4

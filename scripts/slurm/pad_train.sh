@@ -11,7 +11,7 @@
 #SBATCH --job-name=pad-train
 #SBATCH -C gpu
 #SBATCH --qos=regular
-#SBATCH --time=24:00:00
+#SBATCH --time=12:00:00
 #SBATCH --nodes=4
 #SBATCH --ntasks-per-node=4
 #SBATCH --gpus-per-node=4
