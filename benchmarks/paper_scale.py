@@ -5,7 +5,7 @@
 
 Every model has the paper size of the package's ``configs/paper.yaml`` (random weights and
 random standardised inputs: the cost of a step does not depend on the values) and is built with
-the packages' own classes, read-only: ``permutation_ad.train.build_model`` (JetDensityModel,
+the packages' own classes, read-only: ``permutation_ad.train.build_model`` (JetDensityModel, identity Preprocessor,
 P = 200, particle net 6 blocks × 128, 2 heads, FFN 512; jet net 256 × 5),
 ``permutation_ad.classifier.SetClassifier``, ``lhco_fullphase.model.DijetDiffusion`` (P = 279,
 both nets 6 × 128, FFN 512; built directly because ``train.build_generator`` needs a fitted
@@ -105,8 +105,9 @@ def _train_seconds(model, data, tcfg, steps_per_epoch, repeats):
     from pathlib import Path
 
     from shared.checkpoint import save_checkpoint
-    from shared.training import Trainer
-    cfg = dict(tcfg, epochs=1 + repeats, patience=None, progress=False, resume="never")
+    from shared.training import TRAINER_DEFAULTS, Trainer
+    cfg = {k: v for k, v in tcfg.items() if k in TRAINER_DEFAULTS}    # sections may hold model keys
+    cfg.update(epochs=1 + repeats, patience=None, progress=False, resume="never")
     marks = [(time.perf_counter(), time.process_time(), False)]
     save = {}
 
@@ -160,12 +161,12 @@ def _n_params(model):
 
 def _pad_model():
     import numpy as np
-    from permutation_ad.data import Standardizer
+    from permutation_ad.preprocess import Preprocessor
     from permutation_ad.train import build_model
     cfg = _paper_cfg("permutation_ad")
     nj = len(cfg["data"]["jet_features"])
-    std = Standardizer(np.zeros(3), np.ones(3), np.zeros(nj), np.ones(nj))
-    return cfg, build_model(cfg, std), nj
+    pre = Preprocessor(np.zeros(3), np.ones(3), np.zeros(nj), np.ones(nj))   # identity
+    return cfg, build_model(cfg, pre, "standard"), nj
 
 
 def unit_pad_train(a):

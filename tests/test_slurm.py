@@ -1,5 +1,6 @@
 """Slurm scripts (scripts/slurm): syntax, the afterok chains `submit.sh --dry-run` prints (and
 submits, with a stand-in sbatch), and the job-array shard logic run with a stand-in python."""
+import importlib.util
 import os
 import re
 import stat
@@ -101,6 +102,8 @@ def test_dry_run_chain(tmp_path, package, deps, prefix):
         assert runs and all("--data-dir /data/x" in cmd for cmd in runs)
         assert all(f"--config {REPO}/{package}/configs/paper.yaml --out {out}" in cmd for cmd in runs)
     runs = {name: jobs[name][1] for name in jobs}
+    modules = {re.search(r"python3 -m (\S+) ", c).group(1) for r in runs.values() for c in r}
+    assert all(importlib.util.find_spec(m) is not None for m in modules), modules
     stage = {name: re.search(r"--stages (\S+)", r[0]).group(1) for name, r in runs.items() if "--stages" in r[0]}
     if package == "permutation_ad":
         assert all(runs[f"train-{s}-{o}"] == [f"16 rank(s): python3 -m permutation_ad.pipeline --config "
