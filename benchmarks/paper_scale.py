@@ -108,6 +108,8 @@ def _train_seconds(model, data, tcfg, steps_per_epoch, repeats):
     from shared.training import TRAINER_DEFAULTS, Trainer
     cfg = {k: v for k, v in tcfg.items() if k in TRAINER_DEFAULTS}    # sections may hold model keys
     cfg.update(epochs=1 + repeats, patience=None, progress=False, resume="never")
+    if "tensorboard" in TRAINER_DEFAULTS:                # per-epoch logging: not part of a step
+        cfg["tensorboard"] = False
     marks = [(time.perf_counter(), time.process_time(), False)]
     save = {}
 
