@@ -21,7 +21,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from shared.diffusion.likelihood import _make_ode_fn, log_likelihood
 from shared.diffusion.losses import dsm_loss
 from shared.diffusion.score import eps_fn_from_model
 from shared.diffusion.sde import make_sde
+from shared.io import atomic_write_json
 from shared.layers import (LOG_TIME_DEFAULT, OUTPUT_GAIN_DEFAULT, build_set_score_net,
                            gaussian_skip_sde)
 
@@ -369,10 +369,7 @@ def main(argv=None):
                "permutation_max_delta_over_sigma": ("<=", 3.0)}
     result["targets_met"] = {k: (result[k] <= v if op == "<=" else result[k] >= v)
                              for k, (op, v) in targets.items() if k in result}
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result, fh, indent=2)
-    os.replace(tmp, out)
+    atomic_write_json(out, result, indent=2)
     print(json.dumps(result["targets_met"]), f"-> {out}")
     return result
 

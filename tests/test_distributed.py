@@ -1,4 +1,4 @@
-"""shared.distributed: single-process context, Horovod data parallelism, Slurm scripts."""
+"""shared.distributed: single-process context, Horovod data parallelism (Slurm scripts: test_slurm.py)."""
 import json
 import os
 import shutil
@@ -15,7 +15,6 @@ from shared.distributed import DistContext, get_context, launched_by_launcher, r
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "tests" / "toy_train.py"
-SLURM = REPO / "scripts" / "slurm"
 
 
 def test_single_context_ops_and_sharding():
@@ -123,45 +122,3 @@ def test_toy_script_runs_single_process_without_horovod(tmp_path):
     assert result["history"][-1]["iterations"] == 3 * 16
     assert result["history"][-1]["loss"] < result["history"][0]["loss"]
     assert (out / "history.csv").is_file() and (out / "checkpoints/best/state.json").is_file()
-
-
-JOBS = {  # script -> (entry point, paper config)
-    "pad_train.sh": ("permutation_ad.train", "permutation_ad/configs/paper.yaml"),
-    "pad_evaluate.sh": ("permutation_ad.evaluate", "permutation_ad/configs/paper.yaml"),
-    "pad_pipeline.sh": ("permutation_ad.pipeline", "permutation_ad/configs/paper.yaml"),
-    "lhco_prepare.sh": ("lhco_fullphase.prepare", "lhco_fullphase/configs/paper.yaml"),
-    "lhco_train.sh": ("lhco_fullphase.train", "lhco_fullphase/configs/paper.yaml"),
-    "lhco_sample.sh": ("lhco_fullphase.sample", "lhco_fullphase/configs/paper.yaml"),
-    "lhco_classify.sh": ("lhco_fullphase.classify", "lhco_fullphase/configs/paper.yaml"),
-    "lhco_evaluate.sh": ("lhco_fullphase.evaluate", "lhco_fullphase/configs/paper.yaml"),
-}
-
-
-def test_slurm_scripts_parse_and_name_entry_point_and_config():
-    scripts = sorted(p.name for p in SLURM.glob("*.sh"))
-    assert set(JOBS) <= set(scripts)
-    for name in scripts:
-        res = subprocess.run(["bash", "-n", str(SLURM / name)], capture_output=True)
-        assert res.returncode == 0, f"{name}: {res.stderr.decode()}"
-    for name, (module, config) in JOBS.items():
-        text = (SLURM / name).read_text()
-        assert f"-m {module} " in text and config in text, name
-        assert "#SBATCH -C gpu" in text and "#SBATCH --gpus-per-node=4" in text, name
-        assert "/global/" not in text and "/home/" not in text, name  # no personal paths
-    assert "--model jet" in (SLURM / "lhco_train.sh").read_text()
-
-
-def test_slurm_script_builds_the_command(tmp_path):
-    """Run a job script outside Slurm with an `echo` interpreter: it must launch its entry
-    point with the given config, out dir and extra arguments, and create OUT."""
-    env = dict(os.environ, LAUNCHER="none", PYTHON="echo", REPO=str(REPO))
-    env.pop("SLURM_SUBMIT_DIR", None)
-    out = tmp_path / "out"
-    res = subprocess.run(["bash", str(SLURM / "lhco_train.sh"), "cfg.yaml", str(out), "--model",
-                          "particle"], env=env, capture_output=True, timeout=60)
-    assert res.returncode == 0, res.stderr.decode()
-    assert res.stdout.decode().strip().splitlines()[-1] == (
-        f"-m lhco_fullphase.train --config cfg.yaml --out {out} --model particle")
-    assert out.is_dir()
-    bad = subprocess.run(["bash", str(SLURM / "pad_train.sh")], env=env, capture_output=True)
-    assert bad.returncode == 2 and b"usage" in bad.stderr

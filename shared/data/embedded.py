@@ -63,12 +63,29 @@ def ensure_embedded(kind, cache_dir, n, seed, workers=1, detector=None, chunk_si
     """Path of the cached file, generating it first if needed (atomic: never half-written)."""
     path = embedded_path(kind, cache_dir, n, seed, detector=detector, chunk_size=chunk_size, selection=selection)
     if os.path.isfile(path) and os.path.isfile(path + ".json"):
-        return path
+        problem = _cache_problem(path, kind, n)
+        if problem is None:
+            return path
+        print(f"{path}: cached file unusable ({problem}); generating it again", file=sys.stderr)
+        os.remove(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     command, frac = KINDS[kind]
     generate(command, int(n), int(seed), path, workers=workers, signal_fraction=frac, detector=detector,
              selection=selection, chunk_size=chunk_size, progress=progress)
     return path
+
+
+def _cache_problem(path, kind, n):
+    """Why a cached file cannot be used (None if it can): unreadable, or not n events."""
+    from .errors import DataFormatError
+    from .lhco import count_lhco
+    from .toptag import count_toptag
+    count = count_lhco if KINDS[kind][0] == "lhco" else count_toptag
+    try:
+        rows = count(path)
+    except (DataFormatError, OSError) as exc:
+        return str(exc)
+    return None if rows == int(n) else f"holds {rows} events, expected {int(n)}"
 
 
 def main(argv=None):

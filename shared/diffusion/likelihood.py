@@ -7,6 +7,7 @@ count: the probe, the divergence and the prior are masked.  Units are those of t
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
@@ -16,6 +17,52 @@ from tqdm.auto import tqdm
 
 DIVERGENCES = ("hutchinson", "exact")
 PROBES = ("gaussian", "rademacher")
+
+
+@dataclass(frozen=True)
+class LikelihoodOptions:
+    """Settings of the PF-ODE likelihood (the config's ``likelihood:`` section)."""
+
+    divergence: str = "hutchinson"   # hutchinson (paper) | exact
+    probe: str = "gaussian"          # gaussian | rademacher (Hutchinson probes)
+    method: str = "RK45"             # solve_ivp method
+    rtol: float = 1e-4
+    atol: float = 1e-5
+    t_eps: float = 1e-5              # integrate from t_eps to 1
+    batch_size: int | None = None    # sets per ODE solve (None: all at once)
+
+    def __post_init__(self):
+        if self.divergence not in DIVERGENCES:
+            raise ValueError(f"divergence: must be one of {DIVERGENCES}, got {self.divergence!r}")
+        if self.probe not in PROBES:
+            raise ValueError(f"probe: must be one of {PROBES}, got {self.probe!r}")
+        for name in ("rtol", "atol", "t_eps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"{name}: must be a positive number, got {v!r}")
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or
+                                            not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise ValueError(f"batch_size: must be a positive integer or null, got {self.batch_size!r}")
+
+    @classmethod
+    def from_config(cls, mapping, source=None, prefix="likelihood"):
+        """Options from a config mapping; an unknown key or bad value is a ConfigError naming
+        ``prefix.key``."""
+        from shared.errors import ConfigError
+        mapping = dict(mapping or {})
+        known = {f.name for f in fields(cls)}
+        for key in mapping:
+            if key not in known:
+                raise ConfigError(source, f"{prefix}.{key}",
+                                  f"unknown key (known keys here: {', '.join(sorted(known))})")
+        try:
+            return cls(**mapping)
+        except ValueError as exc:
+            key, _, msg = str(exc).partition(": ")
+            raise ConfigError(source, f"{prefix}.{key}", msg) from None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 class LikelihoodResult(NamedTuple):
