@@ -9,7 +9,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from permutation_ad import data as pdata
+from permutation_ad.features import jet_features
+from permutation_ad.prepare import synthetic_p4
 from permutation_ad.baselines import config as bcfg
 from permutation_ad.baselines.jetset import JetSetError, check_jetset, from_p4, from_processed, jet_column
 from shared import metrics
@@ -64,15 +65,15 @@ def _tiny_config():
 
 
 def test_from_processed_matches_from_p4():
-    p4 = pdata.synthetic_p4(5, 40, 2, seed=4)
-    f = pdata.jet_features(p4, P, "log_pt", ("eta", "mass", "n"))
+    p4 = synthetic_p4(5, 40, 2, seed=4)
+    f = jet_features(p4, P, "log_pt", ("eta", "mass", "n"))
     a, b = from_processed(f, "log_pt", ("eta", "mass", "n")), from_p4(p4, P)
     np.testing.assert_array_equal(a["mask"], b["mask"])
     np.testing.assert_allclose(a["particles"], b["particles"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(jet_column(a, "n"), (p4[..., 0] > 0).sum(1))
     np.testing.assert_allclose(jet_column(a, "mass"), b["jet"]["mass"], rtol=1e-5)
     # pT relative to the jet: same particles up to the jet pT
-    g = from_processed(pdata.jet_features(p4, P, "log_one_minus_pt_rel"), "log_one_minus_pt_rel")
+    g = from_processed(jet_features(p4, P, "log_one_minus_pt_rel"), "log_one_minus_pt_rel")
     np.testing.assert_allclose(g["particles"][..., 2] * b["jet"]["pt"][:, None], b["particles"][..., 2], rtol=1e-4)
     # mass computed from the constituents when not given (massless, all kept here)
     full = from_p4(p4, 40)
@@ -110,7 +111,7 @@ def test_images_centre_rotate_flip_normalise():
 def test_prime_efps_count_and_mass_relation():
     from permutation_ad.baselines.efp import Whitener, prime_efps
 
-    js = from_p4(pdata.synthetic_p4(20, 40, 1, seed=5), 40)
+    js = from_p4(synthetic_p4(20, 40, 1, seed=5), 40)
     x = prime_efps(js)
     assert x.shape == (20, 8) and np.all(x > 0)
     # EFP2 (double edge) = Σ z_i z_j R_ij² ≈ 2 m² / pT² for narrow massless jets (paper Eq. 6)
@@ -125,7 +126,7 @@ def test_prime_efps_count_and_mass_relation():
 def test_tau32_and_tau21_from_jets_module():
     from shared.data import jets as J
 
-    js = from_p4(pdata.synthetic_p4(30, 40, 3, seed=6), 40)
+    js = from_p4(synthetic_p4(30, 40, 3, seed=6), 40)
     from permutation_ad.baselines.jetset import massless_p4
     from permutation_ad.baselines.observables import observables
 

@@ -58,3 +58,11 @@ def test_older_samples_keep_their_seed_streams():
     keys = {embedded_key(k, 10, 1) for k in KINDS}
     assert len(keys) == len(KINDS)
     assert ps.command_selection("twoprong", {"pt_max": 280.0})["pt_max"] == 280.0
+
+
+def test_cli_rejects_an_empty_dark_window_at_once(tmp_path, capsys):
+    from shared.data.generate import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["twoprong", "--n", "2", "--seed", "1", "--out", str(tmp_path / "x.h5"), "--pt-min", "400"])
+    assert exc.value.code == 2 and "[400.0, 300.0]" in capsys.readouterr().err

@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from shared.errors import DataFormatError
+
 from .jetset import check_jetset, from_p4, from_processed
 
 RESERVED = ("train", "background")
@@ -22,17 +24,18 @@ RESERVED = ("train", "background")
 
 def check_benchmark(bench, name):
     """Validated copy of a benchmark dict; names the benchmark and set on bad input."""
+    where = f"benchmark '{name}'"
     if not isinstance(bench, dict):
-        raise ValueError(f"benchmark '{name}': expected a dict with train, background, signals")
+        raise DataFormatError(where, "<benchmark>", "expected a dict with train, background, signals")
     for key in ("train", "background", "signals"):
         if key not in bench:
-            raise ValueError(f"benchmark '{name}': field '{key}' missing")
+            raise DataFormatError(where, key, "missing")
     signals = bench["signals"]
     if not isinstance(signals, dict) or not signals:
-        raise ValueError(f"benchmark '{name}': field 'signals' must be a non-empty dict")
+        raise DataFormatError(where, "signals", "must be a non-empty dict")
     bad = [s for s in signals if s in RESERVED or "__" in s or "/" in s]
     if bad:
-        raise ValueError(f"benchmark '{name}': signal names {bad} are reserved or contain '__' / '/'")
+        raise DataFormatError(where, "signals", f"names {bad} are reserved or contain '__' / '/'")
     return {"train": check_jetset(bench["train"], f"{name}/train"),
             "background": check_jetset(bench["background"], f"{name}/background"),
             "signals": {s: check_jetset(js, f"{name}/{s}") for s, js in signals.items()}}
@@ -43,7 +46,7 @@ def toptag_benchmark(data_dir, particle_pt_feature="log_pt", jet_features=("eta"
     """Benchmark from ``<data_dir>/processed/{qcd_train, qcd_test, <signal>_test}.h5`` (the
     permutation_ad prepare stage); ``n_test`` jets per test set (the first ones, like the
     evaluate stage), ``n_train`` QCD training jets (None: all)."""
-    from permutation_ad.data import load_split
+    from permutation_ad.prepare import load_split
 
     def load(sample, split, limit):
         return from_processed(load_split(data_dir, sample, split, limit), particle_pt_feature,

@@ -17,6 +17,7 @@ import copy
 from typing import Mapping
 
 from shared.config import deep_merge
+from shared.errors import ConfigError
 
 METHOD_TYPES = ("kmeans", "gmm", "dvae_image", "dvae_efp", "inn", "deepset_kl",
                 "deepset_chamfer", "observables")
@@ -24,7 +25,7 @@ METHOD_TYPES = ("kmeans", "gmm", "dvae_image", "dvae_efp", "inn", "deepset_kl",
 # Training blocks use shared.training.Trainer keys (docs/training.md); unlisted keys keep the
 # Trainer's defaults, except those set in _TRAINING_BASE (no EMA, constant LR, no early stop).
 _TRAINING_BASE = {"lr_schedule": "constant", "ema_decay": None, "patience": None,
-                  "checkpoint_every": 25, "progress": False}
+                  "checkpoint_every": 25, "progress": False, "tensorboard": False}
 
 DEFAULTS = {
     "run": list(METHOD_TYPES),
@@ -34,9 +35,9 @@ DEFAULTS = {
     # (0 = off); normalised to unit sum.
     "image": {"size": 40, "extent": 0.8, "pt_power": 1.0, "sigma": 0.0,
               "center": True, "rotate": True, "flip": True},
-    # Energy-flow polynomials: the 8 prime EFPs with d <= 3 (EFPSet('d<=3', 'p==1')), z_i^kappa,
-    # R_ij^beta, hadronic measure, normed.
-    "efp": {"kappa": 1.0, "beta": 1.0},
+    # Energy-flow polynomials: the 8 prime EFPs with d <= 3 (EFPSet('d<=3', 'p==1')), angular
+    # exponent beta (R_ij^beta), z_i = pT_i / pT_jet, hadronic measure (shared.efps).
+    "efp": {"beta": 1.0},
     "val_fraction": 0.1,            # of the training jets, held out for the NN methods' val loss
     "kmeans": {
         "image": {"pt_power": 0.25, "sigma": 3.0},
@@ -59,13 +60,13 @@ DEFAULTS = {
                          beta_1=0.9, beta_2=0.99),
     },
     "dvae_efp": {
-        "efp": {"kappa": 1.0, "beta": 0.5},   # paper Sec. 4.3: kappa = 1, beta = 0.25 ... 0.5
+        "efp": {"beta": 0.5},        # paper Sec. 4.3: kappa = 1, beta = 0.25 ... 0.5
         "latent_dim": 2, "alpha": [1.0, 0.1], "hidden": 100, "kl_weight": 0.1,
         "training": dict(_TRAINING_BASE, epochs=300, batch_size=2048, learning_rate=1e-2,
                          beta_1=0.9, beta_2=0.99),
     },
     "inn": {
-        "efp": {"kappa": 1.0, "beta": 1.0},
+        "efp": {"beta": 1.0},
         "blocks": 24, "hidden": 512, "clamp": 2.0,
         "noise": 0.5, "noise_decay": 0.95,     # noise std on the whitened inputs, x decay/epoch
         "lr_decay": 0.98,   # per epoch; realised as a cosine to lr * lr_decay^epochs (see docs)
@@ -97,50 +98,74 @@ DEFAULTS = {
 }
 
 
-class BaselineConfigError(ValueError):
-    """A bad ``baselines`` config value; names the key."""
-
-    def __init__(self, key, message):
-        super().__init__(f"baselines.{key}: {message}")
-        self.key = key
+class BaselineConfigError(ConfigError):
+    """A bad ``baselines`` config value; names the config file and the dotted key."""
 
 
 def _merge(base, over):
     return deep_merge(copy.deepcopy(dict(base)), dict(over or {}))
 
 
-def baselines_config(cfg: Mapping | None) -> dict:
-    """DEFAULTS merged with ``cfg`` (the ``baselines:`` mapping); validated."""
-    cfg = dict(cfg or {})
-    out = _merge(DEFAULTS, cfg)
+def baselines_config(cfg: Mapping | None, source=None, key="baselines") -> dict:
+    """DEFAULTS merged with ``cfg`` (the ``baselines:`` mapping); validated (every method's
+    block, its ``training`` block with the Trainer's rules). Errors name ``source`` and the key
+    (``key`` is the section's dotted name in the config)."""
+    out = _merge(DEFAULTS, dict(cfg or {}))
+
+    def err(k, msg):
+        return BaselineConfigError(source, f"{key}.{k}", msg)
+
     run = out["run"]
     if isinstance(run, str) or not isinstance(run, (list, tuple)) or not run:
-        raise BaselineConfigError("run", f"must be a non-empty list of method names, got {run!r}")
+        raise err("run", f"must be a non-empty list of method names, got {run!r}")
     if len(set(run)) != len(run):
-        raise BaselineConfigError("run", f"duplicate names in {run!r}")
+        raise err("run", f"duplicate names in {run!r}")
+    unknown = sorted(set(out) - set(DEFAULTS) - set(run))
+    if unknown:
+        raise err(unknown[0], "unknown key: not a setting, and not a method named in 'run'")
     for name in run:
-        method_config(out, name)
+        method_config(out, name, source, key)
     vf = out["val_fraction"]
-    if not isinstance(vf, (int, float)) or not 0.0 <= vf < 0.5:
-        raise BaselineConfigError("val_fraction", f"must be in [0, 0.5), got {vf!r}")
+    if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0.0 <= vf < 0.5:
+        raise err("val_fraction", f"must be in [0, 0.5), got {vf!r}")
+    dj = out["dark_jets"]
+    for k in ("n_train", "n_test", "num_particles", "workers", "seed"):
+        if not isinstance(dj.get(k), int) or isinstance(dj.get(k), bool) or dj[k] < (0 if k == "seed" else 1):
+            raise err(f"dark_jets.{k}", f"must be a positive integer, got {dj.get(k)!r}")
+    for k in ("enabled", "detector"):
+        if not isinstance(dj.get(k), bool):
+            raise err(f"dark_jets.{k}", f"must be true or false, got {dj.get(k)!r}")
+    mc = out["metrics"]
+    if not (isinstance(mc.get("min_background"), int) and mc["min_background"] >= 1):
+        raise err("metrics.min_background", f"must be a positive integer, got {mc.get('min_background')!r}")
+    if not (isinstance(mc.get("eff_s"), (int, float)) and 0 < mc["eff_s"] <= 1):
+        raise err("metrics.eff_s", f"must be in (0, 1], got {mc.get('eff_s')!r}")
     return out
 
 
-def method_config(cfg: Mapping, name: str) -> dict:
+def check_baselines_section(value, key, source) -> dict:
+    """``shared.schema.Custom`` check of a ``baselines:`` section: the resolved section
+    (wire as ``"baselines": Custom(check_baselines_section, default=None)``)."""
+    return baselines_config(value or {}, source, key)
+
+
+def method_config(cfg: Mapping, name: str, source=None, prefix="baselines") -> dict:
     """Resolved block of method instance ``name``: its type's defaults, the type block of
     ``cfg``, then ``cfg[name]``; ``image``/``efp`` merged over the top-level blocks."""
+    def err(k, msg):
+        return BaselineConfigError(source, f"{prefix}.{k}", msg)
+
     block = cfg.get(name)
     if name in METHOD_TYPES:
         mtype = name
         if isinstance(block, Mapping) and block.get("type", name) != name:
-            raise BaselineConfigError(f"{name}.type", "a built-in method name cannot change its type")
+            raise err(f"{name}.type", "a built-in method name cannot change its type")
     else:
         if not isinstance(block, Mapping) or "type" not in block:
-            raise BaselineConfigError(name, f"unknown method; use one of {METHOD_TYPES} or give "
-                                            f"a block with 'type:'")
+            raise err(name, f"unknown method; use one of {METHOD_TYPES} or give a block with 'type:'")
         mtype = block["type"]
         if mtype not in METHOD_TYPES:
-            raise BaselineConfigError(f"{name}.type", f"{mtype!r} not in {METHOD_TYPES}")
+            raise err(f"{name}.type", f"{mtype!r} not in {METHOD_TYPES}")
     out = _merge(DEFAULTS[mtype], cfg.get(mtype) if name != mtype else {})
     out = _merge(out, block if isinstance(block, Mapping) else {})
     out["type"] = mtype
@@ -148,33 +173,49 @@ def method_config(cfg: Mapping, name: str) -> dict:
         out["image"] = _merge(_merge(DEFAULTS["image"], cfg.get("image")), out["image"])
     if "efp" in out:
         out["efp"] = _merge(_merge(DEFAULTS["efp"], cfg.get("efp")), out["efp"])
-    _validate_method(name, out)
+    unknown = sorted(set(out) - set(DEFAULTS[mtype]) - {"type"})
+    if unknown:
+        raise err(f"{name}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(DEFAULTS[mtype]))})")
+    _validate_method(out, lambda k, msg: err(f"{name}.{k}", msg))
+    if "training" in out:
+        from shared.training import trainer_config
+        trainer_config(out["training"], prefix=f"{prefix}.{name}.training", source=source)
     return out
 
 
-def _validate_method(name, m):
+def _validate_method(m, err):
     def need(key, ok, what):
         if not ok:
-            raise BaselineConfigError(f"{name}.{key}", f"{what}, got {m.get(key)!r}")
+            raise err(key, f"{what}, got {m.get(key)!r}")
 
     def pos_int(key):
         need(key, isinstance(m.get(key), int) and not isinstance(m.get(key), bool) and m[key] > 0,
              "must be a positive integer")
 
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for block, defaults in (("image", DEFAULTS["image"]), ("efp", DEFAULTS["efp"])):
+        if block in m:
+            bad = sorted(set(m[block]) - set(defaults))
+            if bad:
+                raise err(f"{block}.{bad[0]}", f"unknown key (known: {', '.join(sorted(defaults))})")
     if "image" in m:
         im = m["image"]
-        if not (isinstance(im.get("size"), int) and im["size"] > 1):
-            raise BaselineConfigError(f"{name}.image.size", f"must be an integer > 1, got {im.get('size')!r}")
+        if not (isinstance(im["size"], int) and im["size"] > 1):
+            raise err("image.size", f"must be an integer > 1, got {im['size']!r}")
         for k in ("extent", "pt_power"):
-            if not (isinstance(im.get(k), (int, float)) and im[k] > 0):
-                raise BaselineConfigError(f"{name}.image.{k}", f"must be > 0, got {im.get(k)!r}")
-        if not (isinstance(im.get("sigma"), (int, float)) and im["sigma"] >= 0):
-            raise BaselineConfigError(f"{name}.image.sigma", f"must be >= 0, got {im.get('sigma')!r}")
+            if not (number(im[k]) and im[k] > 0):
+                raise err(f"image.{k}", f"must be > 0, got {im[k]!r}")
+        if not (number(im["sigma"]) and im["sigma"] >= 0):
+            raise err("image.sigma", f"must be >= 0, got {im['sigma']!r}")
+    if "efp" in m and not (number(m["efp"]["beta"]) and m["efp"]["beta"] > 0):
+        raise err("efp.beta", f"must be > 0, got {m['efp']['beta']!r}")
     t = m["type"]
     if t == "kmeans":
         for k in ("k", "n_init", "max_iter", "knc"):
             pos_int(k)
-        need("dim_scale", isinstance(m["dim_scale"], (int, float)) and m["dim_scale"] > 1, "must be > 1")
+        need("dim_scale", number(m["dim_scale"]) and m["dim_scale"] > 1, "must be > 1")
     elif t == "gmm":
         for k in ("n_components", "max_iter", "max_refits"):
             pos_int(k)
@@ -183,20 +224,20 @@ def _validate_method(name, m):
         pos_int("hidden")
         a = m["alpha"]
         need("alpha", isinstance(a, (list, tuple)) and len(a) == m["latent_dim"]
-             and all(isinstance(v, (int, float)) and v > 0 for v in a),
+             and all(number(v) and v > 0 for v in a),
              f"must be {m['latent_dim']} positive numbers (one per latent dimension)")
     elif t == "inn":
         for k in ("blocks", "hidden"):
             pos_int(k)
         need("powers", isinstance(m["powers"], (list, tuple)) and m["powers"]
-             and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in m["powers"]),
+             and all(number(v) and 0 <= v <= 1 for v in m["powers"]),
              "must be a list of numbers in [0, 1] (0 = log)")
         for k in ("noise_decay", "lr_decay"):
-            need(k, isinstance(m[k], (int, float)) and 0 < m[k] <= 1, "must be in (0, 1]")
+            need(k, number(m[k]) and 0 < m[k] <= 1, "must be in (0, 1]")
     elif t in ("deepset_kl", "deepset_chamfer"):
         for k in ("width", "depth", "latent_dim", "fspool_pieces"):
             pos_int(k)
-        need("beta", isinstance(m["beta"], (int, float)) and 0 <= m["beta"] <= 1, "must be in [0, 1]")
+        need("beta", number(m["beta"]) and 0 <= m["beta"] <= 1, "must be in [0, 1]")
         if t == "deepset_chamfer":
             need("beta", m["beta"] < 1, "must be < 1 (beta = 1 has no decoder: use deepset_kl)")
     elif t == "observables":

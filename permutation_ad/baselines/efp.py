@@ -1,5 +1,5 @@
-"""The eight prime energy-flow polynomials with d <= 3 (Komiske et al.; paper Eq. 6), and the
-PCA whitening the INN and the EFP Dirichlet-VAE use (paper Sec. 2.3)."""
+"""The eight prime energy-flow polynomials with d <= 3 (Komiske et al.; paper Eq. 6) of a jet
+set, and the PCA whitening the INN and the EFP Dirichlet-VAE use (paper Sec. 2.3)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,22 +7,21 @@ import numpy as np
 N_PRIME_EFPS = 8
 
 
-def prime_efps(js, kappa=1.0, beta=1.0):
-    """(N, 8) EFPs of ``EFPSet('d<=3', 'p==1')`` without the constant graph; z_i = pT_i / Σ pT
-    raised to ``kappa``, R_ij = ΔR_ij raised to ``beta`` (hadronic measure)."""
-    import energyflow as ef
+PRIME_D3 = ("d<=3", "p==1")
 
-    efpset = ef.EFPSet("d<=3", "p==1", measure="hadr", beta=float(beta), kappa=float(kappa),
-                       normed=True, coords="ptyphim")
-    graphs = efpset.graphs()
-    keep = [i for i, g in enumerate(graphs) if len(g) > 0]   # drop the empty (constant) graph
+
+def prime_efps(js, beta=1.0):
+    """(N, 8) EFPs of ``EFPSet('d<=3', 'p==1')`` without the constant graph (shared.efps):
+    z_i = pT_i / Σ pT, R_ij = ΔR_ij^beta, hadronic measure."""
+    from shared.efps import compute_efps, efp_set
+
+    keep = [i for i, g in enumerate(efp_set(PRIME_D3, beta).graphs()) if len(g) > 0]
     if len(keep) != N_PRIME_EFPS:
-        raise RuntimeError(f"energyflow returned {len(keep)} non-constant prime EFPs with d <= 3, "
+        raise RuntimeError(f"energyflow gives {len(keep)} non-constant prime EFPs with d <= 3, "
                            f"expected {N_PRIME_EFPS}")
-    parts, mask = js["particles"], js["mask"]
-    events = [np.stack([p[m, 2], p[m, 0], p[m, 1]], -1) for p, m in zip(parts, mask)]
-    out = np.asarray(efpset.batch_compute(events, n_jobs=1), np.float64)
-    return out[:, keep]
+    parts = js["particles"]
+    x = np.stack([parts[..., 2], parts[..., 0], parts[..., 1]], -1)   # (pT, η, φ)
+    return compute_efps(x, js["mask"], select=PRIME_D3, beta=beta)[:, keep]
 
 
 class Whitener:

@@ -22,15 +22,16 @@ import hashlib
 import numpy as np
 
 from shared.data import jets as J
+from shared.errors import DataFormatError
 
 JET_COLUMNS = ("mass", "n", "pt", "eta")
 
 
-class JetSetError(ValueError):
+class JetSetError(DataFormatError):
     """A jet set with a missing or malformed field; names the set and the field."""
 
     def __init__(self, name, field, message):
-        super().__init__(f"jet set '{name}': field '{field}': {message}")
+        super().__init__(f"jet set '{name}'", field, message)
 
 
 def check_jetset(js, name="<jets>"):

@@ -39,7 +39,7 @@ class FeatureCache:
         return self._get("image", cfg, set_name, lambda js: image_features(js, cfg))
 
     def efps(self, cfg, set_name):
-        return self._get("efp", cfg, set_name, lambda js: prime_efps(js, cfg["kappa"], cfg["beta"]))
+        return self._get("efp", cfg, set_name, lambda js: prime_efps(js, cfg["beta"]))
 
 
 def _timed(fn):

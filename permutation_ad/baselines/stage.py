@@ -25,10 +25,11 @@ import time
 
 import numpy as np
 
-from shared.config import atomic_savez, atomic_write_text
+from shared.errors import DataFormatError, UsageError
+from shared.io import atomic_savez, atomic_write_json, atomic_write_text
 
 from .benchmarks import check_benchmark, darkjet_benchmark
-from .config import baselines_config, method_config
+from .config import baselines_config, check_baselines_section, method_config
 from .jetset import fingerprint, n_jets
 from .methods import FeatureCache, run_method
 from .report import (SIGNAL_TITLES, draw_figures, markdown_table, orient_reference,
@@ -65,7 +66,7 @@ def _slug(text):
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "score"
 
 
-def _method_results(bname, bench, cfg, out_dir, seed, progress):
+def _method_results(bname, bench, cfg, out_dir, seed, progress, resume=True):
     """{method name: result} for one benchmark, from cache or by running each method."""
     from tqdm.auto import tqdm
 
@@ -80,7 +81,7 @@ def _method_results(bname, bench, cfg, out_dir, seed, progress):
         mcfg = method_config(cfg, name)
         key = _key(name, mcfg, seed, cfg["val_fraction"], fps)
         npz, js = os.path.join(mdir, f"{name}.npz"), os.path.join(mdir, f"{name}.json")
-        cached = _load_cached(npz, js, key)
+        cached = _load_cached(npz, js, key) if resume else None
         if cached is not None:
             results[name] = dict(cached, cached=True)
             continue
@@ -90,7 +91,7 @@ def _method_results(bname, bench, cfg, out_dir, seed, progress):
         meta = {"key": key, "data": fps, "seed": int(seed), "name": name, "type": mcfg["type"], "labels": r["labels"],
                 "train_time_s": r["train_time_s"], "score_time_s": r["score_time_s"],
                 "info": r["info"], "config": mcfg}
-        atomic_write_text(js, json.dumps(meta, indent=1, default=str))
+        atomic_write_json(js, meta)
         results[name] = dict(meta, scores=r["scores"], cached=False)
     return results, feats.seconds
 
@@ -120,11 +121,12 @@ def _rows_for_signal(bname, signal, methods, extra, extra_times, bench, mcfg_met
             continue
         for key in ("background", signal):
             if key not in sc:
-                raise ValueError(f"extra_scores['{ename}']['{bname}']: field '{key}' missing")
+                raise DataFormatError(f"extra_scores['{ename}']['{bname}']", key, "missing")
             want = n_b if key == "background" else n_s
             if len(sc[key]) != want:
-                raise ValueError(f"extra_scores['{ename}']['{bname}']['{key}']: {len(sc[key])} scores "
-                                 f"for {want} jets (score the same test jets as the baselines)")
+                raise DataFormatError(f"extra_scores['{ename}']['{bname}']", key,
+                                      f"{len(sc[key])} scores for {want} jets (score the same test "
+                                      "jets as the baselines)")
         add(f"extra{i}_{_slug(ename)}", ename, "diffusion (given)", sc["background"], sc[signal],
             (extra_times or {}).get(ename))
     for name, r in methods.items():
@@ -138,7 +140,7 @@ def _rows_for_signal(bname, signal, methods, extra, extra_times, bench, mcfg_met
 
 
 def run_baselines(cfg_baselines, benchmarks, out_dir, seed, extra_scores=None, extra_train_times=None,
-                  data_dir=None, progress=True):
+                  data_dir=None, progress=True, resume=True):
     """Run the baselines stage; returns the results dict (also written to results.json).
 
     Args:
@@ -154,6 +156,7 @@ def run_baselines(cfg_baselines, benchmarks, out_dir, seed, extra_scores=None, e
             the same jets, in the same order, higher = more anomalous.
         extra_train_times: ``{display name: seconds}`` for the table (optional).
         data_dir: cache folder of generated data; dark jets go to ``<data_dir>/raw``.
+        resume: False recomputes every method (``--resume never``); generated data are reused.
     """
     cfg = baselines_config(cfg_baselines)
     os.makedirs(out_dir, exist_ok=True)
@@ -162,11 +165,11 @@ def run_baselines(cfg_baselines, benchmarks, out_dir, seed, extra_scores=None, e
     gen_info = None
     if cfg["dark_jets"]["enabled"] and "darkjets" not in benchmarks:
         if data_dir is None:
-            raise ValueError("baselines.dark_jets.enabled needs data_dir (where generated jets are cached)")
+            raise UsageError("baselines.dark_jets.enabled needs data_dir (where generated jets are cached)")
         benchmarks["darkjets"], gen_info = darkjet_benchmark(cfg["dark_jets"], os.path.join(data_dir, "raw"),
                                                              progress)
     if not benchmarks:
-        raise ValueError("run_baselines: no benchmarks given and dark_jets disabled")
+        raise UsageError("run_baselines: no benchmarks given and baselines.dark_jets.enabled is false")
     results = {"benchmarks": {}, "config": cfg, "seed": int(seed), "dark_jet_generation": gen_info}
     md = ["# Baselines beside the diffusion density\n\n",
           "Every method is trained on QCD jets only and scored on the same test jets. Simulated "
@@ -175,7 +178,7 @@ def run_baselines(cfg_baselines, benchmarks, out_dir, seed, extra_scores=None, e
           f"keeping ≥ {cfg['metrics']['min_background']} background jets.\n"]
     for bname, bench in benchmarks.items():
         bench = check_benchmark(bench, bname)
-        methods, feat_seconds = _method_results(bname, bench, cfg, out_dir, seed, progress)
+        methods, feat_seconds = _method_results(bname, bench, cfg, out_dir, seed, progress, resume)
         bres = {"n_train": n_jets(bench["train"]), "n_background": n_jets(bench["background"]),
                 "n_signal": {s: n_jets(js) for s, js in bench["signals"].items()},
                 "feature_seconds": feat_seconds,
@@ -198,7 +201,7 @@ def run_baselines(cfg_baselines, benchmarks, out_dir, seed, extra_scores=None, e
                              cfg["metrics"]["min_background"])
         results["benchmarks"][bname] = bres
     results["stage_seconds"] = time.perf_counter() - t_stage
-    atomic_write_text(os.path.join(out_dir, "results.json"), json.dumps(results, indent=1, default=str))
+    atomic_write_json(os.path.join(out_dir, "results.json"), results)
     atomic_write_text(os.path.join(out_dir, "baselines.md"), "".join(md))
     return results
 
@@ -208,61 +211,60 @@ def run_baselines(cfg_baselines, benchmarks, out_dir, seed, extra_scores=None, e
 DIFFUSION_LABELS = {"standard": "diffusion NLL/N (λ=σ²)", "likelihood": "diffusion NLL/N (λ=g²)"}
 
 
-def diffusion_scores(run_dir, signals=("top", "zprime")):
-    """(extra_scores, extra_train_times) from a permutation_ad run folder: the QCD-trained
-    densities' NLL/N in ``predictions/sic_<signal>.npz`` (labels 0 = QCD test jets, 1 = signal)
-    and the training seconds in ``stage_times.json``."""
-    from shared.plotting import load_predictions
+def diffusion_scores(run_dir, signals=("top", "zprime"), benchmark="toptag"):
+    """(extra_scores, extra_train_times) of a permutation_ad run folder: NLL/N (the paper's score,
+    ``permutation_ad.model.anomaly_scores``) of its QCD-trained densities on the QCD and signal
+    test jets it evaluated, and the training seconds of those densities."""
+    from permutation_ad import artifacts
+    from permutation_ad.report import anomaly_scores_of
+    from shared.io import read_json
 
     extra, times = {}, {}
-    for sig in signals:
-        path = os.path.join(run_dir, "predictions", f"sic_{sig}.npz")
-        for obj, (lab, sc) in load_predictions(path).items():
-            name = DIFFUSION_LABELS.get(obj, f"diffusion NLL/N ({obj})")
-            per = extra.setdefault(name, {}).setdefault("toptag", {})
-            bkg = sc[lab == 0]
-            if "background" in per and not np.array_equal(per["background"], bkg):
-                raise ValueError(f"{path}: QCD scores of '{obj}' differ between signal files")
-            per["background"], per[sig] = bkg, sc[lab == 1]
-    order = list(DIFFUSION_LABELS.values())
-    extra = dict(sorted(extra.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
-    st = os.path.join(run_dir, "stage_times.json")
-    if os.path.isfile(st):
-        with open(st) as fh:
-            stage_times = json.load(fh)
-        for obj, name in DIFFUSION_LABELS.items():
-            if f"train_qcd_{obj}" in stage_times and name in extra:
-                times[name] = float(stage_times[f"train_qcd_{obj}"])
+    for obj, name in DIFFUSION_LABELS.items():
+        ll = artifacts.read_merged_loglik(run_dir, "qcd", obj, ("qcd", *signals))
+        if ll is None:
+            continue
+        extra[name] = {benchmark: {"background": anomaly_scores_of(ll, "qcd")["nll_per_particle"],
+                                   **{s: anomaly_scores_of(ll, s)["nll_per_particle"] for s in signals}}}
+        summary = artifacts.train_summary_path(artifacts.model_dir(run_dir, "qcd", obj))
+        if os.path.isfile(summary):
+            times[name] = float(read_json(summary, "training summary")["seconds"])
+    if not extra:
+        raise UsageError(f"--diffusion-run {run_dir}: no evaluated QCD-trained density there "
+                         "(run the permutation_ad evaluate stage first)")
     return extra, times
 
 
 def main(argv=None):
     """``python -m permutation_ad.baselines.stage --config CFG --out OUT [--data-dir D]
     [--diffusion-run RUN]``: the stage on the permutation_ad processed splits in D (default
-    ``data.dir`` or OUT/data; made by the pipeline's prepare stage) plus the dark-jet benchmark;
-    writes OUT/baselines/. ``--diffusion-run`` adds that run's NLL/N scores to the tables."""
-    from shared.config import build_parser, config_from_args
+    ``data.dir`` of CFG, else OUT/data; made by the pipeline's prepare stage) plus the dark-jet
+    benchmark; writes OUT/baselines/. ``--diffusion-run`` adds that run's NLL/N to the tables."""
+    from shared.cli import flatten_overrides, parser
+    from shared.config import load_config
 
-    parser = build_parser(main.__doc__)
-    parser.add_argument("--data-dir", default=None, help="permutation_ad data folder (processed/, raw/)")
-    parser.add_argument("--diffusion-run", default=None, help="permutation_ad run folder with predictions/")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    cfg = config_from_args(args)
+    p = parser(main.__doc__)
+    p.add_argument("--diffusion-run", default=None, metavar="DIR",
+                   help="permutation_ad run folder whose QCD-trained NLL/N join the tables")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    out = os.path.abspath(args.out)
+    cfg = load_config(args.config, flatten_overrides(args.overrides), out=out)
+    bcfg = check_baselines_section(cfg.get("baselines"), "baselines", cfg.source)
     dcfg = cfg.get("data") or {}
-    data_dir = args.data_dir or dcfg.get("dir") or os.path.join(args.out, "data")
-    n_test = (cfg.get("evaluate") or {}).get("num_jets")
+    data_dir = args.data_dir or dcfg.get("dir") or os.path.join(out, "data")
     from .benchmarks import toptag_benchmark
     bench = {"toptag": toptag_benchmark(data_dir, dcfg.get("particle_pt_feature", "log_pt"),
-                                        dcfg.get("jet_features", ["eta", "mass", "n"]), n_test=n_test)}
+                                        dcfg.get("jet_features", ["eta", "mass", "n"]),
+                                        n_test=(cfg.get("evaluate") or {}).get("num_jets"))}
     extra, times = diffusion_scores(args.diffusion_run) if args.diffusion_run else ({}, {})
-    res = run_baselines(cfg.get("baselines") or {}, bench, os.path.join(args.out, "baselines"),
-                        int(cfg.get("seed", 0)), extra, times, data_dir, progress=not args.no_progress)
-    print(os.path.join(args.out, "baselines", "baselines.md"))
+    res = run_baselines(bcfg, bench, os.path.join(out, "baselines"), int(cfg.get("seed", 0)), extra, times,
+                        data_dir, progress=not args.no_progress, resume=args.resume != "never")
+    print(os.path.join(out, "baselines", "baselines.md"))
     return res
 
 
 if __name__ == "__main__":
-    from shared.config import run_cli
+    from shared.cli import run_cli
 
-    run_cli(main, errors=(ValueError,))
+    run_cli(main)

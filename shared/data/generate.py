@@ -333,7 +333,7 @@ def check_request(args):
     for name in ("n", "workers", "chunk_size", "max_batch"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    sel = dict(ps.SELECTIONS[ps.COMMANDS[args.command]["layout"]])
+    sel = ps.command_selection(args.command)
     sel.update({k: getattr(args, k) for k in ("pt_min", "pt_max") if getattr(args, k) is not None})
     if "pt_min" in sel and "pt_max" in sel and sel["pt_min"] >= sel["pt_max"]:
         raise UsageError(f"jet pT window [{sel['pt_min']}, {sel['pt_max']}] GeV (--pt-min/--pt-max) "
