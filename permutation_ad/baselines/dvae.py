@@ -88,11 +88,6 @@ class DirichletVAE(keras.Model):
         x_hat, _, _ = self(x, training=False)
         return self.reconstruction_loss(x, x_hat)
 
-    def latent(self, batch):
-        """(B, R) mixture weights r = softmax(μ)."""
-        mu, _ = self.encode(tf.cast(batch["x"], tf.float32))
-        return tf.nn.softmax(mu, axis=-1)
-
     def get_config(self):
         return {**super().get_config(), "input_dim": self.input_dim, "latent_dim": self.latent_dim,
                 "hidden": self.hidden, "alpha": self.alpha, "kl_weight": self.kl_weight,

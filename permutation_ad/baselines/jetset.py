@@ -24,9 +24,6 @@ import numpy as np
 from shared.data import jets as J
 from shared.errors import DataFormatError
 
-JET_COLUMNS = ("mass", "n", "pt", "eta")
-
-
 class JetSetError(DataFormatError):
     """A jet set with a missing or malformed field; names the set and the field."""
 
@@ -66,12 +63,6 @@ def check_jetset(js, name="<jets>"):
 
 def n_jets(js):
     return len(js["particles"])
-
-
-def subset(js, idx):
-    """Jets ``idx`` (an index array or slice) of a jet set."""
-    return {"particles": js["particles"][idx], "mask": js["mask"][idx],
-            "jet": {k: v[idx] for k, v in (js.get("jet") or {}).items()}}
 
 
 def fingerprint(js):

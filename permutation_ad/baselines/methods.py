@@ -2,8 +2,9 @@
 
 ``run_method(name, mcfg, train, tests, workdir, seed, features)`` returns
 ``{"scores": {set: {score_id: (N,)}}, "labels": {score_id: display name}, "info": {...},
-"train_time_s", "score_time_s"}``; every score is oriented "higher = more anomalous", except
-the single observables, which are raw (their sign is chosen in the report).
+"train_time_s", "score_time_s" (wall), "cpu_time_s" (fit + score, all threads)}``; every score
+is oriented "higher = more anomalous", except the single observables, which are raw (their sign
+is chosen in the report).
 """
 from __future__ import annotations
 
@@ -154,9 +155,9 @@ def _run_deepset(name, m, train_set, tests, workdir, seed, feats, val_fraction):
     x = std.transform(sets[train_set])
     mask = sets[train_set]["mask"].astype(np.float32)
     n_out = m.get("num_outputs") or x.shape[1]
+    decoder = {k: m[k] for k in ("decoder_width", "decoder_depth") if k in m}   # deepset_chamfer only
     model = build_seeded(lambda: DeepSetVAE(3, m["width"], m["depth"], m["latent_dim"], m["fspool_pieces"],
-                                            m["beta"], m.get("decoder_width", 256),
-                                            m.get("decoder_depth", 2), n_out, seed), seed)
+                                            m["beta"], num_outputs=n_out, seed=seed, **decoder), seed)
     info, t_fit = _train_keras(model, {"x": x, "mask": mask}, m["training"], workdir, seed, val_fraction)
     scores, t_score = _score_sets(tests, lambda s: {"score": predict_batched(
         model.score, {"x": std.transform(sets[s]), "mask": sets[s]["mask"].astype(np.float32)})})
@@ -184,11 +185,13 @@ def run_method(name, mcfg, train_set, tests, workdir, seed, features, val_fracti
     args = (name, mcfg, train_set, list(tests), workdir, seed, features)
     if mcfg["type"] in _NEEDS_VAL:
         args += (val_fraction,)
+    c0 = time.process_time()
     scores, labels, info, t_fit, t_score = runner(*args)
+    cpu = time.process_time() - c0
     for s, per in scores.items():
         for k, v in per.items():
             per[k] = np.asarray(v, np.float64).reshape(-1)
             if per[k].shape != (n_jets(features.sets[s]),):
                 raise RuntimeError(f"{name}: score {k} on {s} has shape {per[k].shape}")
     return {"scores": scores, "labels": labels, "info": info, "train_time_s": t_fit,
-            "score_time_s": t_score}
+            "score_time_s": t_score, "cpu_time_s": cpu}

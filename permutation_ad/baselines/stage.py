@@ -90,6 +90,7 @@ def _method_results(bname, bench, cfg, out_dir, seed, progress, resume=True):
         atomic_savez(npz, **{f"{s}__{sid}": v for s, per in r["scores"].items() for sid, v in per.items()})
         meta = {"key": key, "data": fps, "seed": int(seed), "name": name, "type": mcfg["type"], "labels": r["labels"],
                 "train_time_s": r["train_time_s"], "score_time_s": r["score_time_s"],
+                "cpu_time_s": r["cpu_time_s"],
                 "info": r["info"], "config": mcfg}
         atomic_write_json(js, meta)
         results[name] = dict(meta, scores=r["scores"], cached=False)
@@ -182,7 +183,8 @@ def run_baselines(cfg_baselines, benchmarks, out_dir, seed, extra_scores=None, e
         bres = {"n_train": n_jets(bench["train"]), "n_background": n_jets(bench["background"]),
                 "n_signal": {s: n_jets(js) for s, js in bench["signals"].items()},
                 "feature_seconds": feat_seconds,
-                "methods": {n: {k: r[k] for k in ("type", "train_time_s", "score_time_s", "info", "cached")}
+                "methods": {n: {k: r.get(k) for k in ("type", "train_time_s", "score_time_s", "cpu_time_s",
+                                                      "info", "cached")}
                             for n, r in methods.items()},
                 "signals": {}}
         for signal in bench["signals"]:
