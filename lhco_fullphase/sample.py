@@ -236,7 +236,8 @@ def main(argv=None):
     from shared.cli import add_shard_argument, parser
     from shared.run import Run
     p = parser(__doc__.split("\n")[0])
-    p.add_argument("--region", default="both", choices=REGIONS + ("both",))
+    p.add_argument("--region", default="sr", choices=REGIONS + ("both",),
+                   help="sr (default), sb or both")
     add_shard_argument(p)
     args = p.parse_args(argv)
     run = Run.from_args(args, SCHEMA)
