@@ -127,7 +127,7 @@ def save_checkpoint(directory, model, optimizer=None, ema_variables=None, state=
         # only now may the previous checkpoint go: <name> itself is complete
         if prev.exists():
             shutil.rmtree(prev)
-            _fault_point("prev_removed")
+        _fault_point("prev_removed")
         os.replace(directory, prev)
         _fault_point("moved_to_prev")
     elif directory.exists():

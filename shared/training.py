@@ -50,13 +50,14 @@ TRAINER_DEFAULTS = {
     "checkpoint_every": 1,         # save checkpoints/last every N epochs (and at the end)
     "resume": "auto",              # auto | never | path of a checkpoint folder
     "progress": True,              # tqdm bar on rank 0
+    "tensorboard": True,           # per-epoch scalars in workdir/tensorboard/ (rank 0)
 }
 
 _POSITIVE_INT = ("epochs", "batch_size", "checkpoint_every")
 _NONNEG_FLOAT = ("learning_rate", "min_learning_rate", "warmup_epochs", "weight_decay",
                  "min_delta")
 _BOOLS = ("scale_lr_by_world_size", "validation_use_ema", "deterministic", "jit_compile",
-          "drop_remainder", "progress")
+          "drop_remainder", "progress", "tensorboard")
 
 
 def trainer_config(cfg: Mapping | None, prefix: str | None = None, source=None) -> dict:
@@ -177,10 +178,53 @@ def _check_data(data: Mapping, name: str) -> int:
     return n
 
 
+class _TensorBoardLog:
+    """Per-epoch scalars of the training history as ``tf.summary`` events in ``path``
+    (step = epoch). Epochs are written when their ``checkpoints/last`` is, so a resumed run
+    continues at the next step and never writes a step twice; a run starting at epoch 0
+    replaces the event files of an earlier run in ``path``."""
+
+    SCALARS = ("loss", "val_loss", "lr", "grad_norm", "steps_per_s")
+
+    def __init__(self, path: Path, written_epoch: int, ema_decay: float | None):
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        if written_epoch == 0:
+            for old in path.glob("events.out.tfevents.*"):
+                old.unlink()
+        self.writer = tf.summary.create_file_writer(str(path))
+        self.written, self.ema_decay = written_epoch, ema_decay
+        # what tf.summary.scalar writes, without its import of the tensorboard package (not a
+        # TF 2.21 dependency): a float32 tensor summary tagged for the "scalars" plugin
+        self.metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+    def write(self, history: list[dict]) -> None:
+        import tensorflow as tf
+
+        new = [rec for rec in history if rec["epoch"] > self.written]
+        with self.writer.as_default():
+            for rec in new:
+                values = {k: rec.get(k) for k in self.SCALARS}
+                values["ema_decay"] = self.ema_decay
+                for name, value in values.items():
+                    if value is not None:
+                        tf.summary.write(name, tf.constant(float(value), tf.float32),
+                                         step=rec["epoch"], metadata=self.metadata)
+        self.writer.flush()
+        if new:
+            self.written = new[-1]["epoch"]
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class Trainer:
     """Trains ``model`` (see module docstring) on dicts of NumPy arrays; see docs/training.md.
 
-    ``workdir`` receives ``checkpoints/{last,best}`` and ``history.{json,csv}``. A run resumes
+    ``workdir`` receives ``checkpoints/{last,best}``, ``history.{json,csv}`` and (config
+    ``tensorboard``, rank 0) ``tensorboard/`` event files. A run resumes
     from ``checkpoints/last`` automatically (``resume="auto"``; "never" starts fresh; a folder
     path resumes from that checkpoint). ``extra_state`` (JSON-able) is stored with every
     checkpoint; after a resume ``trainer.extra_state`` is the saved value.
@@ -412,21 +456,25 @@ class Trainer:
         if self.state["stopped"] or epoch >= c["epochs"]:
             ctx.log(f"[trainer] nothing to do: training already finished at epoch {epoch}")
             return self.history
+        tb = (_TensorBoardLog(self.workdir / "tensorboard", epoch, c["ema_decay"] or None)
+              if c["tensorboard"] and ctx.is_root else None)
 
         for epoch in range(self.state["epoch"], c["epochs"]):
             t0 = time.time()
             order = epoch_rng(c["seed"], epoch).permutation(n)[ctx.shard(n)]
-            losses = []
+            losses, norms = [], []
             bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{c['epochs']}", leave=False,
                        disable=not (c["progress"] and ctx.is_root), dynamic_ncols=True)
             for i in range(steps):
                 idx = order[i * bs:(i + 1) * bs]
-                loss, _ = self._train_step(self._batch(train, idx))
+                loss, norm = self._train_step(self._batch(train, idx))
                 losses.append((loss, len(idx)))
+                norms.append(norm)
                 if i % 10 == 0 or i == steps - 1:
                     bar.set_postfix(loss=f"{float(loss):.4g}")
                 bar.update(1)
             bar.close()
+            train_time = time.time() - t0
             local = sum(float(l) * k for l, k in losses) / sum(k for _, k in losses)
             train_loss = ctx.mean(local)
             if not math.isfinite(train_loss):
@@ -434,7 +482,10 @@ class Trainer:
             val_loss = self.evaluate(val) if val is not None else None
             record = {"epoch": epoch + 1, "loss": train_loss, "val_loss": val_loss,
                       "lr": self.current_lr(), "iterations": int(self.optimizer.iterations.numpy()),
-                      "time_s": time.time() - t0}
+                      "time_s": time.time() - t0,
+                      # global norm of the rank-averaged gradient before clipping
+                      "grad_norm": float(np.mean([float(g) for g in norms])),
+                      "steps_per_s": steps / max(train_time, 1e-9)}
             monitored = val_loss if val_loss is not None else train_loss
             best = self.state["best_val_loss"]
             improved = best is None or monitored < best - c["min_delta"]
@@ -453,6 +504,8 @@ class Trainer:
                     self._save("best")
                 if (epoch + 1) % c["checkpoint_every"] == 0 or last_epoch:
                     self._save("last")
+                    if tb is not None:
+                        tb.write(self.history)
                 self._write_history()
             ctx.log(f"epoch {epoch + 1}/{c['epochs']}: loss {train_loss:.5g}"
                     + (f" val_loss {val_loss:.5g}" if val_loss is not None else "")
@@ -464,6 +517,8 @@ class Trainer:
                 ctx.log(f"[trainer] early stopping: no improvement for {c['patience']} epochs "
                         f"(best epoch {self.state['best_epoch']})")
                 break
+        if tb is not None:
+            tb.close()
         ctx.barrier()
         return self.history
 
@@ -479,7 +534,8 @@ class Trainer:
         atomic_write_text(self.workdir / "history.json",
                           json.dumps(self.history, indent=1, default=_jsonable))
         buf = io.StringIO()
-        fields = ["epoch", "loss", "val_loss", "lr", "iterations", "time_s", "best"]
+        fields = ["epoch", "loss", "val_loss", "lr", "iterations", "time_s", "grad_norm",
+                  "steps_per_s", "best"]
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.history)
