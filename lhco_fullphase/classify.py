@@ -39,6 +39,7 @@ from lhco_fullphase import artifacts
 from lhco_fullphase.prepare import load_prepared, prepare
 from lhco_fullphase.roles import EVAL_ROLES, assert_disjoint
 from lhco_fullphase.schema import METHODS
+from lhco_fullphase.train import UNFINGERPRINTED_TRAINING
 
 QUALITY_KEYS = ("generation_quality.fractions",)
 
@@ -142,7 +143,7 @@ def unit_seed(run, unit) -> int:
 def _classifier_keys(run):
     c = run.cfg["classifier"]
     return [f"classifier.{k}" for k in c if k != "training"] + \
-        [f"classifier.training.{k}" for k in c["training"] if k not in ("progress", "resume")]
+        [f"classifier.training.{k}" for k in c["training"] if k not in UNFINGERPRINTED_TRAINING]
 
 
 def unit_dir(run, unit):

@@ -26,7 +26,8 @@ from lhco_fullphase.schema import PARTS
 # config keys every part depends on, and the part's own net
 MODEL_KEYS = ("seed", "data.num_particles", "model.generator", "model.sde", "model.prediction",
               "model.weighting", "model.gaussian_skip", "model.mjj_fourier")
-UNFINGERPRINTED_TRAINING = ("progress", "seed", "resume")
+# Trainer keys that do not change the trained weights (the seed is set from the top-level seed)
+UNFINGERPRINTED_TRAINING = ("progress", "seed", "resume", "tensorboard")
 
 
 def network_arrays(pre, arrays, part=None):
