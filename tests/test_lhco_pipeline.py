@@ -24,7 +24,8 @@ model:
   jet_net: {{width: 8, num_blocks: 1, num_heads: 1, ffn_dim: 8, time_embed_dim: 4}}
   particle_net: {{width: 8, num_blocks: 1, num_heads: 1, ffn_dim: 8, time_embed_dim: 4}}
   mjj_fourier: {{num_frequencies: 2, scale: 1.0}}
-training: {{epochs: 2, batch_size: 64, patience: 5, ema_decay: 0.9, progress: false}}
+training: {{epochs: 2, batch_size: 64, patience: 5, ema_decay: 0.9, progress: false,
+           tensorboard: false}}
 generation: {{num_events: 60, num_sb_events: 40, ddim_steps: 2, batch_size: 25}}
 classifier:
   pt_rel_transform: log1m
@@ -35,7 +36,7 @@ classifier:
   ffn_dim: 8
   merge_width: 8
   head_width: 4
-  training: {{epochs: 2, batch_size: 32, patience: 3, progress: false}}
+  training: {{epochs: 2, batch_size: 32, patience: 3, progress: false, tensorboard: false}}
 weak_supervision: {{n_background_data: 20, injections: [15], num_inits: 1, idealized: true,
                     n_idealized_background: 20}}
 generation_quality: {{regions: [sr], num_inits: 1, fractions: [0.5, 0.25, 0.25]}}
