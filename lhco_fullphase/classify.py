@@ -303,9 +303,7 @@ def main(argv=None):
     add_shard_argument(p)
     args = p.parse_args(argv)
     run = Run.from_args(args, SCHEMA)
-    if run.is_root:
-        prepare(run)
-    run.ctx.barrier()
+    run.root_only(prepare)
     done = classify(run, ("scan", "quality") if args.what == "both" else (args.what,))
     for path in done or []:
         run.log(str(path))

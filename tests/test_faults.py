@@ -19,12 +19,14 @@ TINY = REPO / "permutation_ad" / "configs" / "tiny.yaml"
 ENV = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", PAD_DISTRIBUTED="none")
 
 
-def entry_points():
-    """``python -m`` modules of both packages (those with a ``__main__`` block)."""
+def entry_points(kind="config"):
+    """``python -m`` modules of both packages (those with a ``__main__`` block) that take
+    ``--config`` (stages, pipelines), or with ``kind="run"`` the scorers (``--run``)."""
     mods = []
     for pkg in ("permutation_ad", "lhco_fullphase"):
         for path in sorted((REPO / pkg).glob("*.py")):
-            if '__name__ == "__main__"' in path.read_text():
+            text = path.read_text()
+            if '__name__ == "__main__"' in text and (('"--run"' in text) == (kind == "run")):
                 mods.append(f"{pkg}.{path.stem}")
     return mods
 
@@ -43,6 +45,15 @@ def test_missing_config_is_one_line_exit_2(tmp_path, module):
     assert res.returncode == 2, res.stderr[-2000:]
     assert "Traceback" not in res.stderr
     assert err and "missing.yaml" in err[-1] and "not found" in err[-1]
+
+
+@pytest.mark.parametrize("module", entry_points("run"))
+def test_scorer_given_no_run_is_one_line_exit_2(tmp_path, module):
+    res = subprocess.run([sys.executable, "-m", module, "--run", str(tmp_path / "norun"),
+                          "--input", str(tmp_path / "x.h5"), "--out", str(tmp_path / "s.h5")],
+                         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "norun" in res.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize("module", [m for m in entry_points() if m.startswith("permutation_ad")])
