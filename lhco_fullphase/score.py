@@ -310,14 +310,14 @@ def read_scores(path) -> tuple[dict, dict]:
 # ---------------------------------------------------------------------------------------------
 
 def main(argv=None):
-    import argparse
-
-    from shared.cli import add_shard_argument
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--run", required=True, metavar="DIR", help="a finished lhco_fullphase run folder")
-    p.add_argument("--input", required=True, metavar="FILE",
-                   help="events in the LHCO R&D layout (pandas, key 'df', 700 x (pT, eta, phi) + label)")
-    p.add_argument("--out", required=True, metavar="FILE", help="scores file to write (HDF5)")
+    p = scoring.parser(__doc__.split("\n")[0], "lhco_fullphase", "events",
+                       input_help="events in the LHCO R&D layout (pandas, key 'df', "
+                                  "700 x (pT, eta, phi) + label)",
+                       label_name="label column",
+                       chunk_help="events per work unit (default: the run's data.chunksize)",
+                       data_dir_help="the run's data folder with its prepared data (default: the "
+                                     "one the run recorded in run_info.json, else data.dir, else "
+                                     "RUN/data)")
     p.add_argument("--method", default="diffusion", metavar="diffusion|idealized",
                    help="label-0 class of the scan classifier (default: diffusion)")
     p.add_argument("--injection", type=int, default=None, metavar="N",
@@ -327,27 +327,12 @@ def main(argv=None):
                        help="initialisation of the classifier (default: 0)")
     which.add_argument("--ensemble", action="store_true",
                        help="mean probability of all initialisations (weak_supervision.num_inits)")
-    p.add_argument("--labels", action="store_true",
-                   help="print AUC and max SIC against the file's label column")
-    p.add_argument("--chunk-size", type=int, default=None, metavar="N",
-                   help="events per work unit (default: the run's data.chunksize)")
-    p.add_argument("--num-events", type=int, default=None, metavar="N",
-                   help="score only the first N events (default: all)")
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="the run's data folder with its prepared data (default: the one the run "
-                        "recorded in run_info.json, else data.dir, else RUN/data)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_shard_argument(p)
-    args = p.parse_args(argv)
-    if args.num_events is not None and args.num_events < 1:
-        raise UsageError(f"--num-events {args.num_events}: must be >= 1")
+    args = scoring.parse_args(p, argv, "events")
     run = load_run(args.run, data_dir=args.data_dir, shard=args.shard, progress=not args.no_progress)
     summary = score_file(run, args.input, args.out, args.method, args.injection, args.init,
                          ensemble=args.ensemble, chunk_size=args.chunk_size,
                          num_events=args.num_events, labels=args.labels)
-    if summary is None:
-        if args.shard is not None:
-            run.log(f"run again without --shard (same --out) to merge into {args.out}")
+    if not scoring.merged(run, summary, args):
         return
     what = "ensemble of the inits" if args.ensemble else f"init{args.init}"
     run.log(f"scores: {summary['out']} ({summary['num_rows']} events, {summary['n_dropped']} "

@@ -247,38 +247,21 @@ def format_metrics(metrics: dict) -> str:
 
 
 def main(argv=None):
-    import argparse
-
-    from shared.cli import add_shard_argument
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--run", required=True, metavar="DIR", help="a finished permutation_ad run folder")
-    p.add_argument("--input", required=True, metavar="FILE",
-                   help="jets in the Top-Tagging layout (pandas table, key 'table')")
-    p.add_argument("--out", required=True, metavar="FILE", help="scores file to write (HDF5)")
+    p = scoring.parser(__doc__.split("\n")[0], "permutation_ad", "jets",
+                       input_help="jets in the Top-Tagging layout (pandas table, key 'table')",
+                       label_name="is_signal_new",
+                       chunk_help="jets per work unit (default: the run's evaluate.chunk_size); the "
+                                  "scores depend on it through the ODE batches and probe seeds",
+                       data_dir_help="the run's data folder, only to verify the density's "
+                                     "fingerprint (default: data.dir of the run's config, else RUN/data)")
     p.add_argument("--sample", default="qcd", choices=SAMPLES, help="training sample of the density")
     p.add_argument("--objective", default="standard", choices=OBJECTIVES,
                    help="training objective of the density")
-    p.add_argument("--labels", action="store_true",
-                   help="print AUC and max SIC of every score against the file's is_signal_new")
-    p.add_argument("--chunk-size", type=int, default=None, metavar="N",
-                   help="jets per work unit (default: the run's evaluate.chunk_size); the scores "
-                        "depend on it through the ODE batches and probe seeds")
-    p.add_argument("--num-jets", type=int, default=None, metavar="N",
-                   help="score only the first N jets (default: all)")
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="the run's data folder, only to verify the density's fingerprint "
-                        "(default: data.dir of the run's config, else RUN/data)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_shard_argument(p)
-    args = p.parse_args(argv)
-    if args.num_jets is not None and args.num_jets < 1:
-        raise UsageError(f"--num-jets {args.num_jets}: must be >= 1")
+    args = scoring.parse_args(p, argv, "jets")
     run = load_run(args.run, data_dir=args.data_dir, shard=args.shard, progress=not args.no_progress)
     summary = score_file(run, args.input, args.out, args.sample, args.objective,
                          chunk_size=args.chunk_size, num_jets=args.num_jets, labels=args.labels)
-    if summary is None:
-        if args.shard is not None:
-            run.log(f"run again without --shard (same --out) to merge into {args.out}")
+    if not scoring.merged(run, summary, args):
         return
     run.log(f"scores: {summary['out']} ({summary['num_rows']} jets, density "
             f"{args.sample}/{args.objective} of {run.out})")

@@ -15,6 +15,7 @@ and ``lhco_fullphase.score`` share.
   max SIC of each score against the input's labels, and the lines printed.
 * :func:`write_scores` / :func:`read_scores` — the scores file: one dataset per output column,
   root attributes (scalars, JSON strings where structured).
+* :func:`parser` / :func:`parse_args` / :func:`merged` — the flags every scoring command has.
 """
 from __future__ import annotations
 
@@ -315,6 +316,50 @@ def read_scores(path, layout) -> tuple[dict, dict]:
     return arrays, attrs
 
 
-__all__ = ["RUN_CONFIG", "load_finished_run", "json_value", "check_recorded_config", "run_units",
+# ---------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------
+
+def parser(description, package, rows, *, input_help, label_name, chunk_help, data_dir_help):
+    """Argument parser with the flags of every scoring command: ``--run``, ``--input``, ``--out``,
+    ``--labels``, ``--chunk-size``, ``--num-<rows>``, ``--data-dir``, ``--no-progress``,
+    ``--shard``; the package adds those choosing its model."""
+    import argparse
+
+    from shared.cli import add_shard_argument
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--run", required=True, metavar="DIR", help=f"a finished {package} run folder")
+    p.add_argument("--input", required=True, metavar="FILE", help=input_help)
+    p.add_argument("--out", required=True, metavar="FILE", help="scores file to write (HDF5)")
+    p.add_argument("--labels", action="store_true",
+                   help=f"print AUC and max SIC of the scores against the file's {label_name}")
+    p.add_argument("--chunk-size", type=int, default=None, metavar="N", help=chunk_help)
+    p.add_argument(f"--num-{rows}", type=int, default=None, metavar="N",
+                   help=f"score only the first N {rows} (default: all)")
+    p.add_argument("--data-dir", default=None, metavar="DIR", help=data_dir_help)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_shard_argument(p)
+    return p
+
+
+def parse_args(p, argv, rows):
+    """``p.parse_args(argv)`` with ``--num-<rows>`` checked (>= 1)."""
+    args = p.parse_args(argv)
+    n = getattr(args, f"num_{rows}")
+    if n is not None and n < 1:
+        raise UsageError(f"--num-{rows} {n}: must be >= 1")
+    return args
+
+
+def merged(run, summary, args) -> bool:
+    """True if this process merged the output (``summary``); a shard says how to merge."""
+    if summary is None:
+        if args.shard is not None:
+            run.log(f"run again without --shard (same --out) to merge into {args.out}")
+        return False
+    return True
+
+
+__all__ = ["parser", "parse_args", "merged", "RUN_CONFIG", "load_finished_run", "json_value", "check_recorded_config", "run_units",
            "parts_dir", "ChunkedScoring", "label_metrics", "curve_summary", "format_metrics",
            "write_scores", "read_scores"]
