@@ -262,6 +262,7 @@ class FileScoring(scoring.ChunkedScoring):
                 "use_ema": use_ema(self.run), "chunk_size": self.chunk_size,
                 "num_events": self.num_rows, "method": self.method, "injection": self.injection,
                 "inits": self.inits, "ensemble": self.ensemble,
+                "signal_region": self.run.key("windows.sr"),
                 "min_background": int(self.run.key("evaluate.min_background"))}
 
     def attrs(self, summary) -> dict:

@@ -139,6 +139,7 @@ def test_output_written_with_fingerprint(trained, scored):
     assert s["chunk_size"] == CHUNK and s["clustering"]["num_particles"] == 8
     assert s["classifier_preprocessor"]["pt_rel_transform"] == "log1m"     # classifier.pt_rel_transform
     assert s["min_background"] == run.key("evaluate.min_background")
+    assert s["signal_region"] == run.key("windows.sr") and s["use_ema"] is True
     assert attrs["config"]["classifier"]["width"] == 8
     assert not parts_dir(out).exists()
     assert "2 without two jets" in stdout
