@@ -12,7 +12,6 @@ stem (default ``OUT/plots/<name>``), and returns the saved PNG + PDF paths.
 """
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
 
@@ -270,20 +269,8 @@ def figures(run) -> list[str]:
 
 def cli(name, argv=None):
     """Command line of one figure (used by plots/<name>.py)."""
-    from shared.cli import run_cli
-    fn = FIGURES[name]
-
-    def main(args=None):
-        p = argparse.ArgumentParser(description=fn.__doc__.split("\n")[0])
-        p.add_argument("--run", required=True, help="pipeline output folder (lhco_fullphase)")
-        p.add_argument("--data-dir", default=None,
-                       help="prepared data (default: from RUN/run_info.json, else RUN/data)")
-        p.add_argument("--out", default=None, help=f"output path stem (default RUN/plots/{name})")
-        if name == "lhco_fig6_sic_roc":
-            p.add_argument("--injection", type=int, default=None, help="default: the largest")
-        a = p.parse_args(args)
-        kw = {"injection": a.injection} if name == "lhco_fig6_sic_roc" else {}
-        for path in fn(Path(a.run).resolve(), a.out, a.data_dir, **kw):
-            print(path)
-
-    run_cli(main, argv)
+    options = [(("--data-dir",), {"default": None, "help": "prepared data (default: from "
+                                  "RUN/run_info.json, else RUN/data)"})]
+    if name == "lhco_fig6_sic_roc":
+        options.append((("--injection",), {"type": int, "default": None, "help": "default: the largest"}))
+    plotting.figure_cli(FIGURES[name], name, "lhco_fullphase", argv, options)

@@ -266,3 +266,24 @@ def test_diagnose_observables_of_true_events():
     np.testing.assert_allclose(o["mjj_jets/mjj"], 1.0, rtol=1e-6)  # jets sum to the event's mjj
     assert np.all(o["pt_j1/pt_j0"] <= 1.0) and np.all(o["j0_m_stored/m"] <= 1.0 + 1e-6)
     assert np.all((o["dphi_jj"] >= 0) & (o["dphi_jj"] <= np.pi))
+
+
+def test_plot_sic_draws_curves_from_files_and_the_scan_from_a_run_folder(run, tmp_path):
+    """plots/plot_sic.py: prediction files -> SIC curves; an lhco run folder -> Fig. 7."""
+    import subprocess
+    import sys
+    r, _, _ = run
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="3")
+    script = os.path.join(repo, "plots", "plot_sic.py")
+    files = subprocess.run([sys.executable, script, str(r.out / "predictions" / "sic_inj15.npz"),
+                            "--out", str(tmp_path / "sic")], env=env, capture_output=True, text=True)
+    assert files.returncode == 0, files.stderr[-2000:]
+    assert os.path.getsize(tmp_path / "sic.png") > 1000
+    scan = subprocess.run([sys.executable, script, str(r.out), "--out", str(tmp_path / "scan")],
+                          env=env, capture_output=True, text=True)
+    assert scan.returncode == 0, scan.stderr[-2000:]
+    assert os.path.getsize(tmp_path / "scan.pdf") > 1000
+    bad = subprocess.run([sys.executable, script, str(r.out), str(tmp_path / "sic.png")],
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
