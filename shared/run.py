@@ -348,6 +348,29 @@ def my_units(run: Run, units: Sequence) -> list:
     return [u for i, u in enumerate(units) if i % n == k]
 
 
+def run_units(run: Run, all_units: Sequence, artifact_of: Callable, compute: Callable,
+              desc: str = "units") -> bool:
+    """Compute this process's share of ``all_units`` (:func:`my_units`) whose
+    ``artifact_of(unit)`` is not fresh, with ``compute(unit)``. Returns True on the process that
+    merges: rank 0 without ``--shard``, after every rank finished and rank 0 computed any unit
+    still missing (made by no rank, e.g. by a failed array task)."""
+    from tqdm.auto import tqdm
+    todo = [u for u in my_units(run, all_units) if not artifact_of(u).fresh()]
+    for u in tqdm(todo, desc=desc, disable=not run.progress or not todo):
+        compute(u)
+    if run.shard is not None:
+        run.log(f"shard {run.shard[0]}/{run.shard[1]}: {len(todo)} unit(s) computed")
+        return False
+    run.ctx.barrier()
+    if not run.ctx.is_root:
+        return False
+    done = lambda a: a.complete() and a.matches()  # noqa: E731 - made in this run, whatever --resume says
+    missing = [u for u in all_units if not done(artifact_of(u))]
+    for u in tqdm(missing, desc=f"{desc} (missing)", disable=not run.progress or not missing):
+        compute(u)
+    return True
+
+
 # ---------------------------------------------------------------------------------------------
 # stages
 # ---------------------------------------------------------------------------------------------
@@ -454,4 +477,5 @@ def pipeline_main(argv, description: str, schema, stages: Sequence[Stage], resul
 
 
 __all__ = ["Run", "Artifact", "Stage", "run_stages", "run_pipeline", "pipeline_main", "my_units",
+           "run_units",
            "file_identity", "digest", "explain_change", "load_stage_times", "refresh_stage_times"]

@@ -29,6 +29,7 @@ import numpy as np
 
 from shared.errors import DataFormatError, UsageError
 from shared.io import atomic_savez, read_npz, to_json
+from shared.run import run_units
 
 RUN_CONFIG = "config.resolved.yaml"
 
@@ -77,29 +78,6 @@ def check_recorded_config(run, record: dict, where, expected: dict, hint: str) -
 # ---------------------------------------------------------------------------------------------
 # work units
 # ---------------------------------------------------------------------------------------------
-
-def run_units(run, all_units, artifact_of, compute, desc="units") -> bool:
-    """Compute this process's share of ``all_units`` (``shared.run.my_units``) whose
-    ``artifact_of(unit)`` is not fresh, with ``compute(unit)``. Returns True on the process that
-    merges: rank 0 without ``--shard``, after every rank finished and any unit still missing
-    was computed."""
-    from tqdm.auto import tqdm
-
-    from shared.run import my_units
-    todo = [u for u in my_units(run, all_units) if not artifact_of(u).fresh()]
-    for u in tqdm(todo, desc=desc, disable=not run.progress or not todo):
-        compute(u)
-    if run.shard is not None:
-        run.log(f"shard {run.shard[0]}/{run.shard[1]}: {len(todo)} unit(s) computed")
-        return False
-    run.ctx.barrier()
-    if not run.ctx.is_root:
-        return False
-    missing = [u for u in all_units if not artifact_of(u).fresh()]
-    for u in tqdm(missing, desc=f"{desc} (missing)", disable=not run.progress or not missing):
-        compute(u)
-    return True
-
 
 def parts_dir(out) -> Path:
     """Folder of the per-chunk part files of an output (removed after the merge)."""
@@ -360,6 +338,6 @@ def merged(run, summary, args) -> bool:
     return True
 
 
-__all__ = ["parser", "parse_args", "merged", "RUN_CONFIG", "load_finished_run", "json_value", "check_recorded_config", "run_units",
+__all__ = ["parser", "parse_args", "merged", "RUN_CONFIG", "load_finished_run", "json_value", "check_recorded_config",
            "parts_dir", "ChunkedScoring", "label_metrics", "curve_summary", "format_metrics",
            "write_scores", "read_scores"]
