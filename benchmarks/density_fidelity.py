@@ -36,7 +36,7 @@ from scipy.special import logsumexp
 from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
-from shared.diffusion.likelihood import _make_ode_fn, log_likelihood
+from shared.diffusion.likelihood import make_ode_fn, log_likelihood
 from shared.diffusion.losses import dsm_loss
 from shared.diffusion.score import eps_fn_from_model
 from shared.diffusion.sde import make_sde
@@ -226,8 +226,8 @@ def score_error_profile(gmm, sde, net, args, rng):
     eps_true, eps_net = gmm.eps_fn(sde), eps_fn_from_model(net)
     ts = np.geomspace(args.t_eps, 1.0, args.profile_points)
     gen = tf.random.Generator.from_seed(args.seed + 29)
-    div_net = _make_ode_fn(eps_net, sde, "exact", False)
-    div_true = _make_ode_fn(eps_true, sde, "exact", False)
+    div_net = make_ode_fn(eps_net, sde, "exact", False)
+    div_true = make_ode_fn(eps_true, sde, "exact", False)
     n_div = min(args.profile_div_sets, int(x.shape[0]))
     no_probe = tf.zeros([1, 1, 1], tf.float32)
     density, div_bias = [], []

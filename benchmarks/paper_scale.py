@@ -188,7 +188,7 @@ def unit_pad_train(a):
 def unit_pad_likelihood(a):
     import numpy as np
     import tensorflow as tf
-    from shared.diffusion.likelihood import _make_ode_fn  # the exact function solve_ivp calls
+    from shared.diffusion.likelihood import make_ode_fn  # the exact function solve_ivp calls
     cfg, model, nj = _pad_model()
     P, b = int(cfg["data"]["num_particles"]), a.lik_batch
     rng = np.random.default_rng(1)
@@ -196,8 +196,8 @@ def unit_pad_likelihood(a):
     jets = rng.standard_normal((b, nj)).astype(np.float32)
     part_eps, jet_eps = model.eps_fns()
     t = tf.constant(0.5, tf.float32)
-    pf = _make_ode_fn(part_eps, model.sde, "hutchinson", vector_input=False)
-    jf = _make_ode_fn(jet_eps, model.sde, "hutchinson", vector_input=False)
+    pf = make_ode_fn(part_eps, model.sde, "hutchinson", vector_input=False)
+    jf = make_ode_fn(jet_eps, model.sde, "hutchinson", vector_input=False)
     probe = rng.standard_normal(x.shape).astype(np.float32) * mask[..., None]
     args_p = (tf.constant(x), t, tf.constant(mask), tf.constant(jets), tf.constant(probe))
     jx = jets[:, None, :]

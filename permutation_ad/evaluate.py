@@ -26,6 +26,7 @@ from permutation_ad.prepare import load_split, processed_artifact
 from permutation_ad.schema import TEST_SAMPLES
 from permutation_ad.train import density_artifact, load_density
 from shared.io import atomic_write_json, read_json
+from shared.run import run_units
 
 LIKELIHOOD_KEYS = ("likelihood", "evaluate.chunk_size")
 
@@ -77,8 +78,24 @@ def _options(run):
     return LikelihoodOptions.from_config(run.cfg["likelihood"], run.source)
 
 
+def unit_seed(seed, *key) -> int:
+    """Seed of one work unit: the run's ``seed`` plus a stable hash of the unit's ``key``, so
+    the result does not depend on which process computed the unit."""
+    return int(seed) + 17 + zlib.crc32("/".join(map(str, key)).encode()) % 100000
+
+
 def _unit_seed(run, unit):
-    return int(run.key("seed", 0)) + 17 + zlib.crc32("/".join(map(str, unit[:5])).encode()) % 100000
+    return unit_seed(run.key("seed", 0), *unit[:5])
+
+
+def density_loglik(model, preprocessor, constituents, mask, jets, options, seed) -> dict:
+    """Log-likelihood parts of physical features under a loaded density: ``LOGLIK_KEYS``
+    (float64, physical units) plus ``nfe`` ([jet, particles]) and ``seconds``."""
+    c_x, j_x = preprocessor.transform(constituents, mask, jets)
+    ll = model.log_likelihood(c_x, mask, j_x, preprocessor=preprocessor, options=options, seed=seed)
+    return {**{k: np.asarray(ll[k], np.float64) for k in artifacts.LOGLIK_KEYS},
+            "nfe": np.asarray([ll["nfe_jet"], ll["nfe_particles"]]),
+            "seconds": np.asarray(ll["seconds"])}
 
 
 def compute_unit(run, unit) -> None:
@@ -92,13 +109,9 @@ def compute_unit(run, unit) -> None:
     model, pre = _density(run, s, o)
     split = load_split(run, t, "test", limit=hi)
     sl = slice(lo, hi)
-    cons, mask, jets = split["constituents"][sl], split["mask"][sl], split["jets"][sl]
-    c_x, j_x = pre.transform(cons, mask, jets)
-    ll = model.log_likelihood(c_x, mask, j_x, preprocessor=pre, options=_options(run),
-                              seed=_unit_seed(run, unit))
-    artifacts.write_loglik(art.path, {**{k: np.asarray(ll[k], np.float64) for k in artifacts.LOGLIK_KEYS},
-                                      "nfe": np.asarray([ll["nfe_jet"], ll["nfe_particles"]]),
-                                      "seconds": np.asarray(ll["seconds"])})
+    artifacts.write_loglik(art.path, density_loglik(
+        model, pre, split["constituents"][sl], split["mask"][sl], split["jets"][sl],
+        _options(run), _unit_seed(run, unit)))
     art.record()
 
 
@@ -166,21 +179,10 @@ def merge(run, all_units) -> dict:
 def evaluate(run) -> dict | None:
     """Compute this process's share of the units (skipping fresh ones); without ``--shard``,
     rank 0 then merges (computing any unit still missing). Returns the merged paths (rank 0)."""
-    from shared.run import my_units
-    from tqdm.auto import tqdm
     all_units = units(run)
-    todo = [u for u in my_units(run, all_units) if not unit_artifact(run, u).fresh()]
-    for u in tqdm(todo, desc="likelihood units", disable=not run.progress or not todo):
-        compute_unit(run, u)
-    if run.shard is not None:
-        run.log(f"shard {run.shard[0]}/{run.shard[1]}: {len(todo)} unit(s) computed")
+    if not run_units(run, all_units, lambda u: unit_artifact(run, u), lambda u: compute_unit(run, u),
+                     "likelihood units"):
         return None
-    run.ctx.barrier()
-    if not run.ctx.is_root:
-        return None
-    missing = [u for u in all_units if not unit_artifact(run, u).fresh()]
-    for u in tqdm(missing, desc="likelihood units (missing)", disable=not run.progress or not missing):
-        compute_unit(run, u)
     return merge(run, all_units)
 
 

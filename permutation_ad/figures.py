@@ -6,7 +6,6 @@ returns the saved PNG + PDF paths.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -150,15 +149,4 @@ def figures(run) -> list[str]:
 
 def cli(name, argv=None):
     """Command line of one figure (used by plots/<name>.py)."""
-    from shared.cli import run_cli
-    fn = FIGURES[name]
-
-    def main(args=None):
-        p = argparse.ArgumentParser(description=fn.__doc__.split("\n")[0])
-        p.add_argument("--run", required=True, help="pipeline output folder (permutation_ad)")
-        p.add_argument("--out", default=None, help=f"output path stem (default RUN/plots/{name})")
-        a = p.parse_args(args)
-        for path in fn(Path(a.run).resolve(), a.out):
-            print(path)
-
-    run_cli(main, argv)
+    plotting.figure_cli(FIGURES[name], name, "permutation_ad", argv)

@@ -73,8 +73,8 @@ def processed_artifact(run, sample, split):
     raw = raw_file(run, sample, split)
     keys = ["seed", "data.source", _size_key(sample, split), *FEATURE_KEYS]
     if src == "files":
-        return run.artifact(artifacts.processed_path(run.data_dir, sample, split), config=keys,
-                            inputs=[raw], cache=True)
+        return run.artifact(artifacts.processed_path(run.data_dir, sample, split),
+                            config=[*keys, _files_key(sample, split)], inputs=[raw], cache=True)
     extra = {"raw": raw.name if raw is not None else "synthetic",
              **({"workers": run.key("data.workers")} if src == "embedded" else {})}
     return run.artifact(artifacts.processed_path(run.data_dir, sample, split), config=keys,

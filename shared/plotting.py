@@ -114,3 +114,24 @@ def save_predictions(path, curves, title=None):
     if title is not None:
         arrays["title"] = np.asarray(title)
     atomic_savez(path, **arrays)
+
+
+def figure_cli(fn, name, package, argv=None, options=()):
+    """Command line of one figure function ``fn(run, out, **kw)`` (plots/<name>.py): ``--run``,
+    ``--out`` and ``options``, a list of argparse ``(flags, kwargs)`` whose values are passed to
+    ``fn`` by their dest names. Bad input is one line and exit 2 (``shared.cli.run_cli``)."""
+    import argparse
+    from pathlib import Path
+
+    from shared.cli import run_cli
+
+    def main(args=None):
+        p = argparse.ArgumentParser(description=fn.__doc__.split("\n")[0])
+        p.add_argument("--run", required=True, help=f"pipeline output folder ({package})")
+        p.add_argument("--out", default=None, help=f"output path stem (default RUN/plots/{name})")
+        dests = [p.add_argument(*flags, **kw).dest for flags, kw in options]
+        a = p.parse_args(args)
+        for path in fn(Path(a.run).resolve(), a.out, **{d: getattr(a, d) for d in dests}):
+            print(path)
+
+    run_cli(main, argv)

@@ -106,13 +106,12 @@ def test_dry_run_chain(tmp_path, package, deps, prefix):
     assert all(importlib.util.find_spec(m) is not None for m in modules), modules
     stage = {name: re.search(r"--stages (\S+)", r[0]).group(1) for name, r in runs.items() if "--stages" in r[0]}
     if package == "permutation_ad":
-        assert all(runs[f"train-{s}-{o}"] == [f"16 rank(s): python3 -m permutation_ad.pipeline --config "
-                                              f"{REPO}/permutation_ad/configs/paper.yaml --out {out} --stages train "
+        assert all(runs[f"train-{s}-{o}"] == [f"16 rank(s): python3 -m permutation_ad.train --config "
+                                              f"{REPO}/permutation_ad/configs/paper.yaml --out {out} "
                                               f"--sample {s} --objective {o} --data-dir /data/x"]
                    for s in ("qcd", "top") for o in ("standard", "likelihood"))
-        assert stage == {"prepare": "prepare", "train-qcd-standard": "train", "train-qcd-likelihood": "train",
-                         "train-top-standard": "train", "train-top-likelihood": "train",
-                         "classify": "classify", "baselines": "baselines", "figures": "figures,report"}
+        assert stage == {"prepare": "prepare", "classify": "classify", "baselines": "baselines",
+                         "figures": "figures,report"}
         lik = runs["likelihood"]
         assert "--array=0-3" in jobs["likelihood"][0]
         assert [re.search(r"--shard (\S+)$", c).group(1) for c in lik] == ["0/16", "1/16", "2/16", "3/16"]
@@ -120,8 +119,9 @@ def test_dry_run_chain(tmp_path, package, deps, prefix):
         assert runs["evaluate"][0].startswith("1 rank(s): python3 -m permutation_ad.evaluate ")
         assert "--shard" not in runs["evaluate"][0]
     else:
-        assert stage == {"prepare": "prepare", "train-jet": "train", "train-particle": "train", "sample-sr": "sample",
-                         "sample-sb": "sample", "evaluate": "classify,evaluate", "figures": "figures,report"}
+        assert stage == {"prepare": "prepare", "evaluate": "classify,evaluate", "figures": "figures,report"}
+        assert all("-m lhco_fullphase.train " in runs[f"train-{m}"][0] for m in ("jet", "particle"))
+        assert all("-m lhco_fullphase.sample " in runs[f"sample-{r}"][0] for r in ("sr", "sb"))
         assert "--model jet" in runs["train-jet"][0] and "--model particle" in runs["train-particle"][0]
         assert runs["train-jet"][0].startswith("16 rank(s)") and runs["sample-sr"][0].startswith("4 rank(s)")
         assert "--region sr" in runs["sample-sr"][0] and "--region sb" in runs["sample-sb"][0]
@@ -208,6 +208,6 @@ def test_array_task_runs_its_shards(tmp_path):
 def test_stage_job_runs_the_pipeline_stage(tmp_path):
     env = {"PYTHON": str(_fake_python(tmp_path)), "LAUNCHER": "none", "REPO": str(REPO)}
     r = _run(["bash", str(SLURM / "lhco_sample.sh"), "c.yaml", str(tmp_path / "o"), "--region", "sb"], env=env)
-    assert (f"DIST=none ARGS=-m lhco_fullphase.pipeline --config c.yaml --out {tmp_path / 'o'} "
-            "--stages sample --region sb") in r.stdout
+    assert (f"DIST=none ARGS=-m lhco_fullphase.sample --config c.yaml --out {tmp_path / 'o'} "
+            "--region sb") in r.stdout
     assert (tmp_path / "o").is_dir()

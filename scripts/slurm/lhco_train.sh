@@ -3,7 +3,7 @@
 #
 #   sbatch [-A ACCOUNT] [-q QOS] [-t TIME] [-N NODES] scripts/slurm/lhco_train.sh CONFIG OUT [args...]
 #   e.g. sbatch -A m1234 scripts/slurm/lhco_train.sh lhco_fullphase/configs/paper.yaml $SCRATCH/lhco --model jet
-# runs: python -m lhco_fullphase.pipeline --config CONFIG --out OUT --stages train [args: --model jet|particle ...]
+# runs: python -m lhco_fullphase.train --config CONFIG --out OUT [args: --model jet|particle ...]
 # Defaults are the #SBATCH lines below; override them with sbatch options or
 # SBATCH_ACCOUNT/SBATCH_QOS/SBATCH_TIMELIMIT. The whole chain: scripts/slurm/submit.sh PACKAGE ...
 # Software: ENV_SETUP='module load ...; source venv/bin/activate' (see common.sh). Submit from
@@ -20,4 +20,4 @@
 
 REPO="${REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}}"
 source "${REPO}/scripts/slurm/common.sh"
-stage_job lhco_train.sh "${TASKS_PER_NODE:-4}" lhco_fullphase.pipeline --stages train -- "$@"
+stage_job lhco_train.sh "${TASKS_PER_NODE:-4}" lhco_fullphase.train -- "$@"

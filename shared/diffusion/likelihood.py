@@ -71,7 +71,7 @@ class LikelihoodResult(NamedTuple):
     latent: np.ndarray | None     # x(1), same shape as x, if requested
 
 
-def _make_ode_fn(eps_fn, sde, divergence, vector_input):
+def make_ode_fn(eps_fn, sde, divergence, vector_input):
     """tf.function (x, t, mask, cond, probe) -> (f̃ masked, divergence (B,))."""
 
     def drift(x, t_vec, mask, cond):
@@ -144,7 +144,7 @@ def log_likelihood(eps_fn, x, mask, cond, sde, *, divergence="hutchinson", probe
             raise ValueError(f"log_likelihood: mask shape {m.shape} does not match x {x.shape}")
     x3 = x3 * m[..., None]
     cond_arr = None if cond is None else np.asarray(cond, dtype=np.float32)
-    ode_fn = _make_ode_fn(eps_fn, sde, divergence, vector_input)
+    ode_fn = make_ode_fn(eps_fn, sde, divergence, vector_input)
     rng = np.random.default_rng(seed)
     bs = n if not batch_size else int(batch_size)
 
