@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import time
 
 import numpy as np
@@ -86,6 +87,8 @@ def _method_results(bname, bench, cfg, out_dir, seed, progress, resume=True):
             results[name] = dict(cached, cached=True)
             continue
         workdir = os.path.join(out_dir, bname, "work", f"{name}-{key[:12]}")
+        if not resume and os.path.isdir(workdir):
+            shutil.rmtree(workdir)      # --resume never: the Trainer starts afresh too
         r = run_method(name, mcfg, "train", tests, workdir, seed, feats, cfg["val_fraction"])
         atomic_savez(npz, **{f"{s}__{sid}": v for s, per in r["scores"].items() for sid, v in per.items()})
         meta = {"key": key, "data": fps, "seed": int(seed), "name": name, "type": mcfg["type"], "labels": r["labels"],
