@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lhco_fullphase.model import PARTS
+from lhco_fullphase.model import PARTS, DijetDiffusion
 from shared.diffusion import flow_matching as fm
 from shared.diffusion.score import eps_fn_from_model
 from shared.epic import build_epic_net
@@ -128,24 +128,15 @@ class DijetFlowMatching(keras.Model):
         dq[self.n_feature] = self.n_dequant
         self._dequant = tf.constant(dq)
 
-    # -- conditioning / layout ----------------------------------------------------------------
-    def _mjj_cond(self, mjj, part):
-        """Conditioning vector of the scaled mjj for ``part``'s net: Fourier features (+ mjj)."""
-        x = tf.reshape(tf.cast(mjj, tf.float32), (-1, 1))
-        f = getattr(self, f"{part}_mjj_fourier")(x)
-        return tf.concat([f, x], -1) if self._mjj_include_input[part] else f
+    # -- conditioning / layout (the diffusion generator's, borrowed: same attributes) ----------
+    _mjj_cond = DijetDiffusion._mjj_cond
+    _particle_inputs = DijetDiffusion._particle_inputs
 
     def _jet_layout(self, jets):
         """(B, 2, F) -> the jet net's x and mask: flat (B, 2F) and None (dense) or the set."""
         if self.jet_kind == "dense":
             return tf.reshape(jets, (-1, 2 * self.num_jet_features)), None
         return jets, tf.ones_like(jets[..., 0])
-
-    def _particle_inputs(self, jets, parts, mask, mjj_cond):
-        b, p = tf.shape(parts)[0], tf.shape(parts)[2]
-        cond = tf.concat([tf.reshape(jets, (b * 2, self.num_jet_features)),
-                          tf.reshape(tf.repeat(mjj_cond[:, None, :], 2, axis=1), (b * 2, -1))], -1)
-        return tf.reshape(parts, (b * 2, p, 3)), tf.reshape(mask, (b * 2, p)), cond
 
     # -- Trainer contract ---------------------------------------------------------------------
     def compute_batch_loss(self, batch, training=True):
