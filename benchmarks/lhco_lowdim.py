@@ -1,6 +1,7 @@
 """Low-dimensional CATHODE and its idealized counterpart on prepared lhco data: the scan of
 ``weak_supervision`` with ``lhco_fullphase.lowdim.scan_lowdim``; prints JSON with the median AUC
-and max SIC per (method, injection) and the stage times.
+and max SIC per (method, injection), the stage times, and the SR generation-quality AUC of the
+flow (its samples vs the true SR background, same 4-feature classifier).
 
     python benchmarks/lhco_lowdim.py --config benchmarks/lhco_methods_demo.yaml \
         --out /tmp/lowdim_run --data-dir /work/runs/lhco_before/data [--set lowdim.classifier.kind=mlp]
@@ -51,7 +52,31 @@ def main(argv=None):
                 res["scan"][f"{method}/inj{n}"] = {"auc": aucs, "max_sic": sics,
                                                    "auc_median": float(np.median(aucs)),
                                                    "max_sic_median": float(np.median(sics))}
+    res["quality_sr_auc"] = sr_quality(cfg, args.out, args.data_dir)
     print(json.dumps(res, indent=1))
+
+
+def sr_quality(cfg, out, data_dir, inits=3):
+    """AUC of the 4-feature classifier (lowdim.classifier) trained flow samples vs the true SR
+    background (``idealized_bkg``) on half the events, tested on the other half (per init)."""
+    from lhco_fullphase import lowdim
+    from lhco_fullphase.prepare import Prepared, data_dir_for
+    from shared import metrics
+
+    true = lowdim.lowdim_features(Prepared(data_dir_for(cfg, out, data_dir)).take("idealized_bkg"),
+                                  lowdim.lowdim_config(cfg)["features"]["jet_order"])
+    with np.load(os.path.join(out, "lowdim", "sr_samples.npz")) as s:
+        gen = s["features"]
+    aucs = []
+    for seed in range(inits):
+        rng = np.random.default_rng(seed)
+        g = gen[rng.permutation(len(gen))[:len(true)]]
+        x, y = np.concatenate([g, true]), np.r_[np.zeros(len(g)), np.ones(len(true))]
+        idx = rng.permutation(len(x))
+        tr, te = idx[:len(x) // 2], idx[len(x) // 2:]
+        r = lowdim.train_and_score_lowdim(cfg, x[tr][y[tr] == 0], x[tr][y[tr] == 1], x[te], seed)
+        aucs.append(metrics.auc(y[te], r["eval"]))
+    return {"mean": float(np.mean(aucs)), "std": float(np.std(aucs)), "all": aucs}
 
 
 if __name__ == "__main__":

@@ -13,15 +13,15 @@ from lhco_synthetic import synthetic_events
 
 def _exclusive_kt_tau(ptyphi, n, rapidity):
     """Independent reference: τ_n/Σ pT of massless constituents [pT, η, φ] with exclusive-kT
-    axes (pairwise E-scheme merging by min(pT²)ΔR², R = 1000 so no beam merging, as FastJet's
-    exclusive_jets with max_allowable_R) and β = 1. ``rapidity``: ΔR of the (massive) axes in
-    rapidity (fastjet-contrib Nsubjettiness) or pseudorapidity."""
+    axes (pairwise E-scheme merging by min(pT²)ΔR² in rapidity–azimuth, R = 1000 so no beam
+    merging, as FastJet's exclusive_jets with max_allowable_R) and β = 1. ``rapidity``: ΔR to
+    the (massive) axes in rapidity (fastjet-contrib Nsubjettiness) or pseudorapidity."""
     import energyflow as ef
     jets = list(ef.p4s_from_ptyphims(np.c_[ptyphi, np.zeros(len(ptyphi))]))
 
-    def kin(v):
+    def kin(v, rap=True):
         pt, phi = np.hypot(v[1], v[2]), np.arctan2(v[2], v[1])
-        return pt, (0.5 * np.log((v[0] + v[3]) / (v[0] - v[3])) if rapidity else np.arcsinh(v[3] / pt)), phi
+        return pt, (0.5 * np.log((v[0] + v[3]) / (v[0] - v[3])) if rap else np.arcsinh(v[3] / pt)), phi
 
     while len(jets) > n:
         k = [kin(v) for v in jets]
@@ -29,7 +29,7 @@ def _exclusive_kt_tau(ptyphi, n, rapidity):
              for i in range(len(jets)) for j in range(i + 1, len(jets))}
         i, j = min(d, key=d.get)
         jets[i] = jets[i] + jets.pop(j)
-    ax = np.array([kin(v) for v in jets])
+    ax = np.array([kin(v, rapidity) for v in jets])
     dr = np.hypot(ptyphi[:, 1, None] - ax[None, :, 1], ldata.wrap_phi(ptyphi[:, 2, None] - ax[None, :, 2]))
     return np.sum(ptyphi[:, 0] * dr.min(1)) / ptyphi[:, 0].sum()
 
@@ -69,7 +69,8 @@ def test_features_masses_order_and_tau21_match_reference(clustered):
 
 def test_tau21_close_to_fastjet_contrib_definition(clustered):
     """fastjet-contrib measures ΔR to the (massive) axes in rapidity; shared.data.jets uses their
-    pseudorapidity. On these wide synthetic jets that moves τ21 by ≤ 2 % (see the strict xfail)."""
+    pseudorapidity. On these synthetic jets that moves τ21 by ≤ 2 % (on 80 Pythia jets of the demo
+    data: median 1 %, max 19 %; see the strict xfail)."""
     f = L.lowdim_features(clustered, jet_order="pt")
     np.testing.assert_allclose(f[:, 2:], _reference_tau21(clustered, rapidity=True), rtol=0.02)
 
