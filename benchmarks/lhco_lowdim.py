@@ -24,17 +24,23 @@ import numpy as np
 
 
 def main(argv=None):
-    from lhco_fullphase import lowdim
-    from lhco_fullphase.classify import run_dir
-    from shared import metrics
-    from shared.config import build_parser, config_from_args
+    import argparse
 
-    p = build_parser(__doc__.split("\n")[0])
+    from lhco_fullphase import artifacts, lowdim
+    from lhco_fullphase.prepare import Prepared
+    from shared import metrics
+    from shared.config import load_config
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", required=True)
     p.add_argument("--data-dir", required=True, help="prepared data (read only)")
+    p.add_argument("--set", action="append", default=[], help="key=value override")
     args = p.parse_args(argv)
-    cfg = config_from_args(args)
+    cfg = load_config(args.config, args.set)
+    prep = Prepared.load(args.data_dir)
     t0 = time.time()
-    _, times = lowdim.scan_lowdim(cfg, args.out, args.data_dir, progress=False)
+    _, times = lowdim.scan_lowdim(cfg, args.out, prep, progress=False)
     res = {"wall_s": round(time.time() - t0, 1), "times": times,
            "classifier": lowdim.lowdim_config(cfg)["classifier"]["kind"], "scan": {}}
     ws = cfg["weak_supervision"]
@@ -43,7 +49,7 @@ def main(argv=None):
         for n in ws["injections"]:
             aucs, sics = [], []
             for i in range(int(ws.get("num_inits", 1))):
-                path = os.path.join(run_dir(args.out, method, n, i), "scores.npz")
+                path = artifacts.scores_path(artifacts.scan_dir(args.out, method, n, i))
                 if os.path.isfile(path):
                     with np.load(path) as d:
                         aucs.append(metrics.auc(d["labels"], d["scores"]))
@@ -52,18 +58,17 @@ def main(argv=None):
                 res["scan"][f"{method}/inj{n}"] = {"auc": aucs, "max_sic": sics,
                                                    "auc_median": float(np.median(aucs)),
                                                    "max_sic_median": float(np.median(sics))}
-    res["quality_sr_auc"] = sr_quality(cfg, args.out, args.data_dir)
+    res["quality_sr_auc"] = sr_quality(cfg, args.out, prep)
     print(json.dumps(res, indent=1))
 
 
-def sr_quality(cfg, out, data_dir, inits=3):
+def sr_quality(cfg, out, prep, inits=3):
     """AUC of the 4-feature classifier (lowdim.classifier) trained flow samples vs the true SR
     background (``idealized_bkg``) on half the events, tested on the other half (per init)."""
     from lhco_fullphase import lowdim
-    from lhco_fullphase.prepare import Prepared, data_dir_for
     from shared import metrics
 
-    true = lowdim.lowdim_features(Prepared(data_dir_for(cfg, out, data_dir)).take("idealized_bkg"),
+    true = lowdim.lowdim_features(prep.take("idealized_bkg"),
                                   lowdim.lowdim_config(cfg)["features"]["jet_order"])
     with np.load(os.path.join(out, "lowdim", "sr_samples.npz")) as s:
         gen = s["features"]

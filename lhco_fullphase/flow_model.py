@@ -28,7 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lhco_fullphase.model import PARTS, DijetDiffusion
+from lhco_fullphase.model import DijetDiffusion
+from lhco_fullphase.schema import PARTS
 from shared.diffusion import flow_matching as fm
 from shared.diffusion.score import eps_fn_from_model
 from shared.epic import build_epic_net

@@ -27,7 +27,6 @@ one), masses in GeV, τ21 = τ2/τ1 (β = 1, exclusive-kT axes, ``shared.data.je
 from __future__ import annotations
 
 import copy
-import json
 import os
 import tempfile
 import time
@@ -384,13 +383,14 @@ def train_and_score_lowdim(cfg, x0, x1, eval_x, seed, workdir=None, progress=Fal
     return ``{"eval": scores of eval_x (N,), "val_loss": ..., "epochs": ...}``.
 
     ``workdir``: the Trainer's folder for ``mlp`` (checkpoints; a temporary one if None)."""
-    from lhco_fullphase.classify import _balanced_weights, _stratified_split
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils.class_weight import compute_sample_weight
     cc = lowdim_config(cfg)["classifier"]
     x = np.concatenate([np.asarray(x0, np.float64), np.asarray(x1, np.float64)])
     label = np.r_[np.zeros(len(x0)), np.ones(len(x1))].astype(np.float32)
-    weight = _balanced_weights(label)
-    f = float(cc["train_fraction"])
-    tr, va = _stratified_split(label, (f, 1.0 - f), seed)
+    weight = compute_sample_weight("balanced", label).astype(np.float32)   # equal total per class
+    tr, va = (np.sort(i) for i in train_test_split(np.arange(len(label)), train_size=float(cc["train_fraction"]),
+                                                    stratify=label, random_state=int(seed)))
     eval_x = np.asarray(eval_x, np.float64)
     if cc["kind"] == "hgb":
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -424,20 +424,19 @@ def train_and_score_lowdim(cfg, x0, x1, eval_x, seed, workdir=None, progress=Fal
             "epochs": len(hist)}
 
 
-def scan_lowdim(cfg, out, data_dir=None, progress=True):
+def scan_lowdim(cfg, out, prep, progress=True):
     """Low-dimensional CATHODE and its idealized counterpart over ``weak_supervision``
-    (injections × num_inits): trains the flow (``OUT/lowdim/flow``), samples the SR
-    (``OUT/lowdim/sr_samples.npz``), then every classifier; skips finished runs. Returns the
-    paths of the ``scores.npz`` files (layout of ``classify.scan``) and a timing dict."""
-    from lhco_fullphase import data as ldata
-    from lhco_fullphase.classify import run_dir
-    from lhco_fullphase.prepare import Prepared, data_dir_for
-    from shared.config import atomic_savez
+    (injections × num_inits) on a ``lhco_fullphase.prepare.Prepared``: trains the flow
+    (``OUT/lowdim/flow``), samples the SR (``OUT/lowdim/sr_samples.npz``), then every classifier
+    (``artifacts.scan_dir(out, method, n, i)``, scores written by ``artifacts.write_scores`` with
+    the keys of the diffusion scan); skips finished runs. Returns (paths, timing dict)."""
+    from lhco_fullphase import artifacts
+    from lhco_fullphase.roles import assert_disjoint
+    from shared.io import atomic_savez, atomic_write_json
 
     lc = lowdim_config(cfg)
     fo = lc["features"]
     ws = cfg["weak_supervision"]
-    prep = Prepared(data_dir_for(cfg, out, data_dir))
     base = os.path.join(out, "lowdim")
     times = {}
     t0 = time.time()
@@ -474,23 +473,21 @@ def scan_lowdim(cfg, out, data_dir=None, progress=True):
         for n in [int(v) for v in ws["injections"]]:
             x1 = np.concatenate([feats["data_bkg"][0], feats["inj_pool"][0][:n]])
             used = np.concatenate([ids0, feats["data_bkg"][2], feats["inj_pool"][2][:n]])
-            ldata.assert_disjoint(used, eval_ids, f"{method} inj{n} training", "evaluation")
+            assert_disjoint(used, eval_ids, f"{method} inj{n} training", "evaluation")
             for i in range(int(ws.get("num_inits", 1))):
-                wd = run_dir(out, method, n, i)
-                path = os.path.join(wd, "scores.npz")
+                wd = artifacts.scan_dir(out, method, n, i)
+                path = artifacts.scores_path(wd)
                 if not os.path.isfile(path):
                     seed = int(cfg.get("seed", 0)) * 1000 + 97 * i + n
                     t1 = time.time()
                     res = train_and_score_lowdim(lc, x0, x1, eval_x, seed, workdir=wd, progress=progress)
-                    atomic_savez(path, scores=res["eval"], labels=eval_labels, event_id=eval_ids,
-                                 train_event_id=used, n_signal_injected=n,
-                                 n_data_background=len(feats["data_bkg"][0]), n_label0=len(x0),
-                                 epochs=res["epochs"], wall_s=time.time() - t1)
-                done.append(path)
+                    artifacts.write_scores(wd, scores=res["eval"], labels=eval_labels, event_id=eval_ids,
+                                           train_event_id=used, n_signal_injected=n,
+                                           n_data_background=len(feats["data_bkg"][0]), n_label0=len(x0),
+                                           epochs=res["epochs"], wall_s=time.time() - t1)
+                done.append(str(path))
     times["classifiers_s"] = time.time() - t0
-    os.makedirs(base, exist_ok=True)
-    with open(os.path.join(base, "times.json"), "w") as fh:
-        json.dump(times, fh, indent=1)
+    atomic_write_json(os.path.join(base, "times.json"), times)
     return done, times
 
 

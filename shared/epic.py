@@ -25,7 +25,15 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from shared.layers import TileCondition, TimeEmbedding, _leaky, _mask3
+from shared.layers import TileCondition, TimeEmbedding
+
+
+def _leaky(x):
+    return ops.leaky_relu(x, negative_slope=0.01)
+
+
+def _mask3(mask, dtype):
+    return ops.expand_dims(ops.cast(mask, dtype), -1)
 
 
 def _tile(v, x):

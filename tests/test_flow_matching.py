@@ -142,14 +142,15 @@ def test_generator_sampling_and_single_parts():
 
 def test_generator_trains_with_the_trainer_and_generates_physical_events(tmp_path):
     """Tiny end-to-end: synthetic events -> Preprocessor -> Trainer (resumable) -> generate."""
-    from lhco_fullphase import data as ldata
+    from lhco_fullphase import events as ldata
+    from lhco_fullphase.preprocess import Preprocessor
     from lhco_fullphase.sample import generate_events
     from lhco_fullphase.train import network_arrays
     from shared.training import Trainer
 
     parts, _ = synthetic_events(96, seed=3, max_particles=80)
     arrays, _ = ldata.cluster_dijets(parts, P)
-    pre = ldata.Preprocessor(pt_rel_transform="log").fit(arrays["jets"], arrays["particles"], arrays["mask"], arrays["mjj"])
+    pre = Preprocessor(pt_rel_transform="log").fit(arrays["jets"], arrays["particles"], arrays["mask"], arrays["mjj"])
     batch = network_arrays(pre, arrays)
     tcfg = {"epochs": 2, "batch_size": 32, "ema_decay": 0.9, "progress": False, "learning_rate": 3e-3}
     keras.utils.set_random_seed(2)

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from scipy.integrate import trapezoid
 
-from lhco_fullphase import data as ldata
+from lhco_fullphase import events as ldata
 from lhco_fullphase import lowdim as L
 from lhco_synthetic import synthetic_events
 
@@ -169,47 +169,52 @@ def test_config_errors_name_the_key():
     assert L.lowdim_config({"seed": 3, "data": {}})["flow"]["num_blocks"] == 15   # full cfg without a section
 
 
-TINY = """
-base: {paper}
-seed: 3
-data: {{source: files, files: {{background: raw.h5, extra_sr_background: null}}, chunksize: 400,
-        num_particles: 8}}
-generation: {{num_events: 50}}
-weak_supervision: {{n_background_data: 20, injections: [15], num_inits: 2, idealized: true,
-                    n_idealized_background: 20}}
-evaluate: {{n_signal: null, n_background: null}}
-lowdim:
-  flow: {{num_blocks: 2, hidden_units: [8], training: {{epochs: 2, batch_size: 64, progress: false}}}}
-  classifier: {{kind: hgb}}
-"""
+def _tiny_prepared(n=400, seed=5):
+    """A Prepared of clustered synthetic events with hand-made disjoint roles (SR = the middle
+    30 % of the mjj distribution)."""
+    from lhco_fullphase.prepare import Prepared
+    from lhco_fullphase.preprocess import Preprocessor
+    parts, _ = synthetic_events(n, seed=seed, max_particles=80)
+    arrays, _ = ldata.cluster_dijets(parts, 8)
+    m = len(arrays["mjj"])
+    rng = np.random.default_rng(seed)
+    arrays.update(event_id=np.arange(m, dtype=np.int64), label=(rng.random(m) < 0.3).astype(np.int8))
+    lo, hi = np.quantile(arrays["mjj"], [0.35, 0.65])
+    sr = (arrays["mjj"] >= lo) & (arrays["mjj"] < hi)
+    ids = arrays["event_id"]
+    sb_bkg = ids[~sr & (arrays["label"] == 0)]
+    sr_bkg, sr_sig = ids[sr & (arrays["label"] == 0)], ids[sr & (arrays["label"] == 1)]
+    roles = {"sb_train": sb_bkg[::2], "sb_val": sb_bkg[1::2], "data_bkg": sr_bkg[:20],
+             "idealized_bkg": sr_bkg[20:40], "eval_bkg": sr_bkg[40:], "inj_pool": sr_sig[:15],
+             "eval_sig": sr_sig[15:]}
+    a = {k: v[roles["sb_train"]] for k, v in arrays.items()}
+    pre = Preprocessor().fit(a["jets"], a["particles"], a["mask"], a["mjj"])
+    cfg = {"seed": 3, "windows": {"sr": [float(lo), float(hi)]}, "kde": {"fit_on": "sr_data", "bandwidth": 0.01},
+           "generation": {"num_events": 50},
+           "weak_supervision": {"injections": [15], "num_inits": 2, "idealized": True},
+           "lowdim": {"flow": {"num_blocks": 2, "hidden_units": [8],
+                               "training": {"epochs": 2, "batch_size": 64, "progress": False}},
+                      "classifier": {"kind": "hgb"}}}
+    return Prepared("unused", {"preprocessor": pre.to_dict()}, roles, arrays), cfg, (lo, hi)
 
 
-def test_scan_lowdim_writes_scores_like_classify_scan(tmp_path):
+def test_scan_lowdim_writes_scores_like_the_diffusion_scan(tmp_path):
     """Prepared synthetic data -> flow in the SB -> SR samples -> both methods' scans; evaluation
     events never trained on; a second call skips everything."""
     import os
-
-    from lhco_fullphase.prepare import prepare
-    from shared.config import load_config
-    from shared.data.lhco import write_lhco
-
-    paper = os.path.join(os.path.dirname(__file__), "..", "lhco_fullphase", "configs", "paper.yaml")
-    parts, _ = synthetic_events(400, seed=5, max_particles=80)
-    write_lhco(tmp_path / "data" / "raw.h5", parts, (np.random.default_rng(1).random(400) < 0.3).astype(np.int64))
-    (tmp_path / "tiny.yaml").write_text(TINY.format(paper=os.path.abspath(paper)))
-    cfg = load_config(tmp_path / "tiny.yaml", out=tmp_path / "out")
-    prepare(cfg, str(tmp_path / "data"), progress=False)
+    prep, cfg, (lo, hi) = _tiny_prepared()
     out = str(tmp_path / "out")
-    paths, times = L.scan_lowdim(cfg, out, data_dir=str(tmp_path / "data"), progress=False)
-    assert len(paths) == 4 and {os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(p))))
-                                for p in paths} == set(L.METHODS)
+    paths, times = L.scan_lowdim(cfg, out, prep, progress=False)
+    assert len(paths) == 4 and {p.split(os.sep)[-4] for p in paths} == set(L.METHODS)
     with np.load(os.path.join(out, "lowdim", "sr_samples.npz")) as s:
-        assert s["features"].shape == (50, 4) and np.all((s["mjj"] >= 3300) & (s["mjj"] < 3700))
+        assert s["features"].shape == (50, 4) and np.all((s["mjj"] >= lo) & (s["mjj"] < hi))
+    eval_ids = np.concatenate([prep.roles["eval_bkg"], prep.roles["eval_sig"]])
     for p in paths:
         with np.load(p) as d:
             assert np.all(np.isfinite(d["scores"])) and d["scores"].shape == d["labels"].shape
+            np.testing.assert_array_equal(np.sort(d["event_id"]), np.sort(eval_ids))
             assert np.intersect1d(d["train_event_id"], d["event_id"]).size == 0
             assert int(d["n_signal_injected"]) == 15
     mtimes = [os.path.getmtime(p) for p in paths]
-    again, _ = L.scan_lowdim(cfg, out, data_dir=str(tmp_path / "data"), progress=False)
+    again, _ = L.scan_lowdim(cfg, out, prep, progress=False)
     assert again == paths and [os.path.getmtime(p) for p in paths] == mtimes

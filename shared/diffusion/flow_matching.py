@@ -20,13 +20,29 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from shared.diffusion.losses import _random
-from shared.diffusion.sampler import _eps_caller, _setup
 from shared.diffusion.score import call_score_net
 
 SIGMA_MIN = 1e-4
 SOLVERS = ("euler", "midpoint", "heun")
 EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2}
+
+
+def _draw(shape, seed, kind):
+    """U(0, 1) or N(0, 1) draws: stateless for an int seed, else the global TF RNG."""
+    if seed is None:
+        return tf.random.uniform(shape) if kind == "uniform" else tf.random.normal(shape)
+    s = tf.stack([tf.cast(seed, tf.int64), tf.constant(0 if kind == "uniform" else 1, tf.int64)])
+    return tf.random.stateless_uniform(shape, s) if kind == "uniform" else tf.random.stateless_normal(shape, s)
+
+
+def _mask_arrays(shape, mask):
+    """(m3 NumPy broadcastable mask, mask tensor or None) for a sample of ``shape``."""
+    if mask is None:
+        return np.ones((shape[0],) + (1,) * (len(shape) - 1), np.float32), None
+    m = np.asarray(mask, np.float32)
+    if m.shape != tuple(shape[:2]):
+        raise ValueError(f"flow matching: mask shape {m.shape} does not match sample shape {tuple(shape)}")
+    return m[..., None], tf.constant(m)
 
 
 def _expand(t, x):
@@ -46,12 +62,10 @@ def flow_matching_loss(net, x, mask, cond, sigma_min=SIGMA_MIN, training=True, s
     features (padding contributes nothing), t ~ U(0, 1).
 
     x (B,P,F) with mask (B,P), or x (B,F) with mask None; ``cond`` (B,C) or None. ``seed``: int
-    (stateless), tf.random.Generator or None (global TF RNG), as in ``losses.dsm_loss``."""
+    (stateless draws) or None (the global TF RNG, seeded per rank by the Trainer)."""
     x = tf.convert_to_tensor(x, tf.float32)
-    t = _random([tf.shape(x)[0]], seed, "uniform", tf.float32)
-    z = _random(tf.shape(x), None if seed is None else
-                (seed if isinstance(seed, tf.random.Generator) else tf.cast(seed, tf.int64) + 7919),
-                "normal", tf.float32)
+    t = _draw([tf.shape(x)[0]], seed, "uniform")
+    z = _draw(tf.shape(x), None if seed is None else tf.cast(seed, tf.int64) + 7919, "normal")
     m = None
     if mask is not None:
         m = tf.expand_dims(tf.cast(mask, tf.float32), -1)
@@ -77,11 +91,15 @@ def ode_integrate(velocity_fn, x, mask, cond, steps, solver="midpoint", t_start=
     if int(steps) < 1:
         raise ValueError(f"flow matching: steps must be >= 1, got {steps}")
     x = np.asarray(x, np.float32)
-    _, m3, mask_tf, cond_tf = _setup(x.shape, mask, cond, None)
-    call = _eps_caller(velocity_fn)
+    m3, mask_tf = _mask_arrays(x.shape, mask)
+    cond_tf = None if cond is None else tf.constant(np.asarray(cond, np.float32))
+
+    @tf.function(reduce_retracing=True)
+    def call(y, t):
+        return velocity_fn(y, tf.fill([tf.shape(y)[0]], t), mask_tf, cond_tf)
 
     def v(y, t):
-        return call(tf.constant(y, tf.float32), tf.constant(t, tf.float32), mask_tf, cond_tf).numpy() * m3
+        return call(tf.constant(y, tf.float32), tf.constant(t, tf.float32)).numpy() * m3
 
     ts = np.linspace(t_start, t_end, int(steps) + 1)
     x = x * m3
@@ -99,8 +117,8 @@ def ode_integrate(velocity_fn, x, mask, cond, steps, solver="midpoint", t_start=
 
 def ode_sample(velocity_fn, shape, mask, cond, steps, solver="midpoint", seed=None, progress=False):
     """Samples: z ~ N(0, I) (0 at padding) at t = 1 integrated to t = 0 (see :func:`ode_integrate`)."""
-    rng, m3, _, _ = _setup(shape, mask, cond, seed)
-    z = rng.standard_normal(shape).astype(np.float32) * m3
+    m3, _ = _mask_arrays(shape, mask)
+    z = np.random.default_rng(seed).standard_normal(shape).astype(np.float32) * m3
     return ode_integrate(velocity_fn, z, mask, cond, steps, solver, progress=progress)
 
 
