@@ -21,8 +21,8 @@ one), masses in GeV, τ21 = τ2/τ1 (β = 1, exclusive-kT axes, ``shared.data.je
    roots", arXiv:2309.13111) or ``mlp`` (CATHODE's 3 × 64 ReLU net, Keras + Trainer).
 
 :func:`scan_lowdim` runs both methods over ``weak_supervision`` (injections × inits) and writes
-``OUT/classify/<lowdim|lowdim_idealized>/inj<n>/init<i>/scores.npz`` in the layout of
-``classify.scan``. Config: the ``lowdim`` section (:data:`LOWDIM_DEFAULTS`, docs/lhco_methods.md).
+``OUT/classify/<lowdim|lowdim_idealized>/inj<n>/init<i>/scores.npz`` (``artifacts.scan_dir``)
+with the keys of the diffusion scan. Config: the ``lowdim`` section (:data:`LOWDIM_DEFAULTS`, docs/lhco_methods.md).
 """
 from __future__ import annotations
 
