@@ -163,6 +163,11 @@ def merge(run, all_units) -> dict:
     for s in run.key("model.samples"):
         for o in run.key("model.objectives"):
             mine = [u for u in all_units if u[0] == "loglik" and u[1] == s and u[2] == o]
+            path = artifacts.loglik_path(run.out, s, o)
+            merged[(s, o)] = path
+            art = run.artifact(path, upstream={f"{u[3]}_{u[4]}": unit_artifact(run, u) for u in mine})
+            if art.prepare(log=run.log, what=f"eval/{path.name}"):
+                continue
             res = {}
             for t in TEST_SAMPLES:
                 parts = [artifacts.read_loglik(unit_artifact(run, u).path) for u in mine if u[3] == t]
@@ -170,9 +175,8 @@ def merge(run, all_units) -> dict:
                     res[f"{k}_{t}"] = np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
                 res[f"nfe_{t}"] = np.sum([p["nfe"] for p in parts], axis=0) if parts else np.zeros(2)
                 res[f"seconds_{t}"] = np.asarray(sum(float(p["seconds"]) for p in parts))
-            path = artifacts.loglik_path(run.out, s, o)
             atomic_savez(path, **res)
-            merged[(s, o)] = path
+            art.record()
     return merged
 
 

@@ -225,12 +225,16 @@ def test_readers_reject_bad_ranges_and_impossible_values(tmp_path):
     write_lhco(tmp_path / "l.h5", parts, np.array([0, 1]))
     with pytest.raises(DataFormatError, match="'start'"):
         read_lhco(tmp_path / "l.h5", start=-5)
+
+    def official_lhco(path, parts):   # pandas directly: our writer refuses such values itself
+        df = pd.DataFrame(np.c_[parts.reshape(len(parts), -1), [0.0, 1.0]])
+        df.to_hdf(path, key="df", format="fixed")
     parts[1, 3] = [-5.0, 0.0, 0.0]
-    write_lhco(tmp_path / "lneg.h5", parts, np.array([0, 1]))
+    official_lhco(tmp_path / "lneg.h5", parts)
     with pytest.raises(DataFormatError, match="pT.*negative"):
         read_lhco(tmp_path / "lneg.h5")
     parts[1, 3] = [5.0, 1e6, 0.0]
-    write_lhco(tmp_path / "leta.h5", parts, np.array([0, 1]))
+    official_lhco(tmp_path / "leta.h5", parts)
     with pytest.raises(DataFormatError, match="eta"):
         read_lhco(tmp_path / "leta.h5")
 
