@@ -6,9 +6,10 @@ one error naming the config file and the dotted key. The meaning of the keys is 
 """
 from __future__ import annotations
 
+from permutation_ad.baselines.config import check_baselines_section
 from shared.diffusion.likelihood import LikelihoodOptions
 from shared.diffusion.sde import check_sde_config
-from shared.schema import (REQUIRED, Any_, Bool, Choice, Custom, Float, Int, List, Section, Str,
+from shared.schema import (REQUIRED, Bool, Choice, Custom, Float, Int, List, Section, Str,
                            validate)
 from shared.training import TRAINER_DEFAULTS, check_trainer_section
 
@@ -68,7 +69,7 @@ SCHEMA = Section({
                                 "jet_index": Int(0, min=0)}),
     }),
     "classifier": Custom(_classifier, default=None),
-    "baselines": Any_(None),
+    "baselines": Custom(check_baselines_section, default=None),
 })
 
 

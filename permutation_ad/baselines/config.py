@@ -28,6 +28,7 @@ _TRAINING_BASE = {"lr_schedule": "constant", "ema_decay": None, "patience": None
                   "checkpoint_every": 25, "progress": False, "tensorboard": False}
 
 DEFAULTS = {
+    "enabled": False,              # the pipeline's baselines stage runs only when true
     "run": list(METHOD_TYPES),
     # Jet images (SPEC §4): size x size pixels over (eta, phi) in [-extent, extent]^2; centred on
     # the pT centroid, principal axis rotated onto eta, flipped so the harder half is at
@@ -135,6 +136,8 @@ def baselines_config(cfg: Mapping | None, source=None, key="baselines") -> dict:
     for k in ("enabled", "detector"):
         if not isinstance(dj.get(k), bool):
             raise err(f"dark_jets.{k}", f"must be true or false, got {dj.get(k)!r}")
+    if not isinstance(out["enabled"], bool):
+        raise err("enabled", f"must be true or false, got {out['enabled']!r}")
     mc = out["metrics"]
     if not (isinstance(mc.get("min_background"), int) and mc["min_background"] >= 1):
         raise err("metrics.min_background", f"must be a positive integer, got {mc.get('min_background')!r}")

@@ -240,6 +240,27 @@ def diffusion_scores(run_dir, signals=("top", "zprime"), benchmark="toptag"):
     return extra, times
 
 
+def baselines(run) -> dict | None:
+    """Pipeline stage ``baselines`` (after ``evaluate``): every configured baseline on the
+    run's own QCD training and test jets (and the dark-jet benchmark), the run's diffusion
+    NLL/N beside them; writes ``OUT/baselines/``. Skipped unless ``baselines.enabled``."""
+    from .benchmarks import toptag_benchmark
+    bcfg = run.cfg["baselines"]
+    if not bcfg["enabled"]:
+        run.log("baselines: skipped (baselines.enabled is false)")
+        return None
+    dcfg = run.cfg["data"]
+    bench = {"toptag": toptag_benchmark(str(run.data_dir), dcfg["particle_pt_feature"],
+                                        dcfg["jet_features"], n_test=run.key("evaluate.num_jets"))}
+    try:
+        extra, times = diffusion_scores(str(run.out))
+    except UsageError:   # no evaluated density in this run: the baselines alone
+        extra, times = {}, {}
+    return run_baselines(bcfg, bench, str(run.out / "baselines"), int(run.key("seed", 0)), extra,
+                         times, str(run.data_dir), progress=run.progress,
+                         resume=run.resume != "never")
+
+
 def main(argv=None):
     """``python -m permutation_ad.baselines.stage --config CFG --out OUT [--data-dir D]
     [--diffusion-run RUN]``: the stage on the permutation_ad processed splits in D (default
