@@ -149,7 +149,7 @@ class Sweep:
     def popen(self, argv, **kw) -> subprocess.Popen:
         """A child in its own process group (killed with the sweep), umask 022."""
         p = subprocess.Popen([str(a) for a in argv], env=self.env, text=True,
-                             start_new_session=True, preexec_fn=lambda: os.umask(0o022), **kw)
+                             start_new_session=True, preexec_fn=_child_setup, **kw)
         with self._lock:
             self.children.add(p)
         return p
@@ -180,6 +180,13 @@ class Sweep:
         if log is not None:
             log.append(res)
         return res
+
+
+def _child_setup():
+    """In the child: umask 022, and Ctrl-C handled as in a terminal (a sweep started in the
+    background would otherwise pass on an ignored SIGINT)."""
+    os.umask(0o022)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _text(b):
@@ -1551,7 +1558,7 @@ def _(c):
     if not ok:
         return Outcome("broken", "training ended before it could be interrupted")
     out = expect_interrupt(res)
-    if out.category == "clear" and "checkpoints/last" not in out.detail:
+    if out.category == "clear" and "checkpoints/" not in out.detail:
         return Outcome("unclear", f"does not name the checkpoint: {out.detail}")
     return out
 

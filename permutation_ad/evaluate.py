@@ -171,11 +171,16 @@ def merged_artifact(run, sample, objective, all_units=None):
 
 
 def merge(run, all_units) -> dict:
-    """Rank 0: concatenate the units of every density into its merged likelihood file."""
+    """Rank 0: concatenate the units of every density into its merged likelihood file (kept
+    when it was merged from exactly these units)."""
     from shared.io import atomic_savez
     merged = {}
     for s in run.key("model.samples"):
         for o in run.key("model.objectives"):
+            art = merged_artifact(run, s, o, all_units)
+            merged[(s, o)] = art.path
+            if art.fresh():
+                continue
             mine = [u for u in all_units if u[0] == "loglik" and u[1] == s and u[2] == o]
             res = {}
             for t in TEST_SAMPLES:
@@ -184,10 +189,8 @@ def merge(run, all_units) -> dict:
                     res[f"{k}_{t}"] = np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
                 res[f"nfe_{t}"] = np.sum([p["nfe"] for p in parts], axis=0) if parts else np.zeros(2)
                 res[f"seconds_{t}"] = np.asarray(sum(float(p["seconds"]) for p in parts))
-            art = merged_artifact(run, s, o, all_units)
             atomic_savez(art.path, **res)
             art.record()
-            merged[(s, o)] = art.path
     return merged
 
 

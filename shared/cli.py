@@ -87,24 +87,39 @@ def _last_checkpoint() -> str:
     return LAST_SAVED[0] if LAST_SAVED else "no checkpoint written by this run"
 
 
+def _close_progress_bars() -> None:
+    """Close the progress bars a failure left open, so that the error is the last line (and not
+    glued to a bar, or followed by one repainted at exit)."""
+    tqdm = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ()) or ()):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar that cannot close must not hide the error
+            pass
+
+
 def run_cli(main, argv=None) -> None:
     """Run ``main(argv)``; bad input → one line and exit 2, Ctrl-C → one line and exit 130."""
     try:
         main(argv)
     except InputError as exc:
+        _close_progress_bars()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except OSError as exc:
+        _close_progress_bars()
         where = f"{exc.filename}: " if getattr(exc, "filename", None) and \
             str(exc.filename) not in str(exc) else ""
         print(f"error: {where}{one_line(exc)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
+        _close_progress_bars()
         print(f"\ninterrupted; last checkpoint: {_last_checkpoint()}", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
         if PEER_FAILED not in str(exc):
             raise
+        _close_progress_bars()
         # Horovod stops every rank when one fails: that rank printed the real error
         print("error: stopped because another rank failed (its error is printed above)",
               file=sys.stderr)

@@ -34,15 +34,27 @@ def _uses_run_cli(module):
     return "run_cli" in path.read_text()
 
 
+def _reads_a_run(module):
+    """Entry points that work on a finished run (``--run DIR``, its saved config) instead of
+    ``--config`` (e.g. permutation_ad.score)."""
+    return '"--run"' in (REPO / (module.replace(".", "/") + ".py")).read_text()
+
+
+def _run_args(tmp_path, run):
+    return ["--run", str(run), "--input", str(tmp_path / "jets.h5"), "--out", str(tmp_path / "s.h5")]
+
+
 @pytest.mark.parametrize("module", entry_points())
 def test_missing_config_is_one_line_exit_2(tmp_path, module):
-    res = subprocess.run([sys.executable, "-m", module, "--config", str(tmp_path / "missing.yaml"),
-                          "--out", str(tmp_path / "o")], cwd=tmp_path, env=ENV,
+    args = _run_args(tmp_path, tmp_path / "missing.yaml") if _reads_a_run(module) else \
+        ["--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o")]
+    res = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, env=ENV,
                          capture_output=True, text=True, timeout=300)
     err = res.stderr.strip().splitlines()
     assert res.returncode == 2, res.stderr[-2000:]
     assert "Traceback" not in res.stderr
-    assert err and "missing.yaml" in err[-1] and "not found" in err[-1]
+    assert err and "missing.yaml" in err[-1]
+    assert "not found" in err[-1] or "no such folder" in err[-1]
 
 
 @pytest.mark.parametrize("module", [m for m in entry_points() if m.startswith("permutation_ad")])
@@ -54,11 +66,22 @@ def test_typos_and_bad_types_are_errors_naming_the_key(tmp_path, capsys, module,
 
     from shared.cli import run_cli
     mod = importlib.import_module(module)
+    cfg, args = TINY, ["--config", str(TINY), "--out", str(tmp_path / "o"), "--set", override]
+    if _reads_a_run(module):        # the typo is in the run's saved config
+        import yaml
+        dotted, value = override.split("=")
+        node = {}
+        for part in reversed(dotted.split(".")):
+            node = {part: node or value}
+        cfg = tmp_path / "run" / "config.resolved.yaml"
+        cfg.parent.mkdir()
+        cfg.write_text(yaml.safe_dump({"base": str(TINY), **node}))
+        args = _run_args(tmp_path, cfg.parent)
     with pytest.raises(SystemExit) as exit_:
-        run_cli(mod.main, ["--config", str(TINY), "--out", str(tmp_path / "o"), "--set", override])
+        run_cli(mod.main, args)
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"'{key}'" in err[0] and str(TINY) in err[0]
+    assert len(err) == 1 and f"'{key}'" in err[0] and str(cfg) in err[0], err
 
 
 def test_out_under_a_file_or_unwritable_is_an_error(tmp_path, capsys):
