@@ -274,22 +274,13 @@ def compute_unit(run, unit, prep) -> None:
 def classify(run, what=("scan", "quality")) -> list | None:
     """This process's share of the units (skipping finished ones); without ``--shard``, rank 0
     then trains any unit still missing. Returns the unit folders (rank 0)."""
-    from tqdm.auto import tqdm
-
-    from shared.run import my_units
+    from shared.run import run_units
     prep = load_prepared(run)
     all_units = units(run, what)
-    todo = [u for u in my_units(run, all_units) if not unit_artifact(run, u, prep).fresh()]
-    for u in tqdm(todo, desc="classifier units", disable=not run.progress or not todo):
-        compute_unit(run, u, prep)
+    run_units(run, all_units, lambda u: unit_artifact(run, u, prep),
+              lambda u: compute_unit(run, u, prep), "classifier units")
     if run.shard is not None:
-        run.log(f"shard {run.shard[0]}/{run.shard[1]}: {len(todo)} unit(s) trained")
         return None
-    run.ctx.barrier()
-    if run.is_root:
-        missing = [u for u in all_units if not unit_done(run, u, prep)]
-        for u in tqdm(missing, desc="classifier units (missing)", disable=not run.progress or not missing):
-            compute_unit(run, u, prep)
     run.ctx.barrier()
     return [unit_dir(run, u) for u in all_units] if run.is_root else None
 
@@ -303,9 +294,7 @@ def main(argv=None):
     add_shard_argument(p)
     args = p.parse_args(argv)
     run = Run.from_args(args, SCHEMA)
-    if run.is_root:
-        prepare(run)
-    run.ctx.barrier()
+    run.root_only(prepare)
     done = classify(run, ("scan", "quality") if args.what == "both" else (args.what,))
     for path in done or []:
         run.log(str(path))

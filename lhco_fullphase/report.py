@@ -137,15 +137,3 @@ def report(run) -> dict:
     atomic_write_text(artifacts.results_md_path(run.out), table(res))
     atomic_write_json(artifacts.results_path(run.out), res)
     return res
-
-
-def refresh_stage_times(run) -> None:
-    """The figures stage runs after the report: bring its time into results.json."""
-    from shared.io import atomic_write_json, read_json
-    from shared.run import load_stage_times
-    path = artifacts.results_path(run.out)
-    if not (run.is_root and path.is_file()):
-        return
-    res = read_json(path, "results")
-    times = load_stage_times(run)
-    atomic_write_json(path, {**res, "stage_seconds": times, "total_seconds": float(sum(times.values()))})

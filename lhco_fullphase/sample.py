@@ -241,9 +241,7 @@ def main(argv=None):
     add_shard_argument(p)
     args = p.parse_args(argv)
     run = Run.from_args(args, SCHEMA)
-    if run.is_root:
-        prepare(run)
-    run.ctx.barrier()
+    run.root_only(prepare)
     for region, path in (sample(run, REGIONS if args.region == "both" else (args.region,)) or {}).items():
         run.log(f"{region}: {path}")
 

@@ -147,9 +147,7 @@ def main(argv=None):
                    help="which generator part to train (default: both)")
     args = p.parse_args(argv)
     run = Run.from_args(args, SCHEMA)
-    if run.is_root:
-        prepare(run)
-    run.ctx.barrier()
+    run.root_only(prepare)
     for part, art in train_all(run, (args.model,) if args.model else PARTS).items():
         run.log(f"trained {part}: {art.path}")
 

@@ -74,9 +74,7 @@ def main(argv=None):
     from shared.cli import parser
     from shared.run import Run
     run = Run.from_args(parser(__doc__.split("\n")[0]).parse_args(argv), SCHEMA)
-    if run.is_root:
-        prepare(run)
-    run.ctx.barrier()
+    run.root_only(prepare)
     print(train_classifier(run).path)
 
 

@@ -26,6 +26,7 @@ from permutation_ad.prepare import load_split, processed_artifact
 from permutation_ad.schema import TEST_SAMPLES
 from permutation_ad.train import density_artifact, load_density
 from shared.io import atomic_write_json, read_json
+from shared.run import run_units
 
 LIKELIHOOD_KEYS = ("likelihood", "evaluate.chunk_size")
 
@@ -179,7 +180,7 @@ def merge(run, all_units) -> dict:
         for o in run.key("model.objectives"):
             art = merged_artifact(run, s, o, all_units)
             merged[(s, o)] = art.path
-            if art.fresh():
+            if art.prepare(log=run.log, what=f"eval/{art.path.name}"):
                 continue
             mine = [u for u in all_units if u[0] == "loglik" and u[1] == s and u[2] == o]
             res = {}
@@ -192,28 +193,6 @@ def merge(run, all_units) -> dict:
             atomic_savez(art.path, **res)
             art.record()
     return merged
-
-
-def run_units(run, all_units, artifact_of, compute, desc="units") -> bool:
-    """Compute this process's share of ``all_units`` (``shared.run.my_units``) whose
-    ``artifact_of(unit)`` is not fresh, with ``compute(unit)``. Returns True on the process that
-    merges: rank 0 without ``--shard``, after every rank finished and any unit still missing
-    was computed."""
-    from shared.run import my_units
-    from tqdm.auto import tqdm
-    todo = [u for u in my_units(run, all_units) if not artifact_of(u).fresh()]
-    for u in tqdm(todo, desc=desc, disable=not run.progress or not todo):
-        compute(u)
-    if run.shard is not None:
-        run.log(f"shard {run.shard[0]}/{run.shard[1]}: {len(todo)} unit(s) computed")
-        return False
-    run.ctx.barrier()
-    if not run.ctx.is_root:
-        return False
-    missing = [u for u in all_units if not artifact_of(u).fresh()]
-    for u in tqdm(missing, desc=f"{desc} (missing)", disable=not run.progress or not missing):
-        compute(u)
-    return True
 
 
 def evaluate(run) -> dict | None:

@@ -16,25 +16,13 @@ from permutation_ad.stages import STAGE_NAMES, STAGES
 
 def run_pipeline(run, stages=STAGE_NAMES) -> dict:
     """Run the selected stages; returns the results (rank 0, when the report stage ran)."""
-    from permutation_ad.report import update_stage_times
-    from shared.run import run_stages
-    values = run_stages(run, STAGES, stages)
-    update_stage_times(run)
-    return values.get("report") or {}
+    from shared.run import run_pipeline as run_stages_of
+    return run_stages_of(run, STAGES, stages)
 
 
 def main(argv=None):
-    from shared.cli import add_stages_argument, parser
-    from shared.io import to_json
-    from shared.run import Run
-    p = parser(__doc__.split("\n")[0])
-    add_stages_argument(p, STAGE_NAMES)
-    args = p.parse_args(argv)
-    run = Run.from_args(args, SCHEMA)
-    res = run_pipeline(run, args.stages)
-    if res:
-        run.log(to_json({"acceptance": res.get("acceptance")}))
-        run.log(f"results: {run.out / 'results.json'} and {run.out / 'table1.md'}")
+    from shared.run import pipeline_main
+    pipeline_main(argv, __doc__, SCHEMA, STAGES, ("results.json", "table1.md"))
 
 
 if __name__ == "__main__":

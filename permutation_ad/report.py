@@ -249,13 +249,3 @@ def report(run) -> dict:
     atomic_write_json(artifacts.results_path(run.out), res)
     return res
 
-
-def update_stage_times(run) -> None:
-    """Refresh the stage times in results.json (the figures stage runs after the report)."""
-    from shared.run import load_stage_times
-    path = artifacts.results_path(run.out)
-    if run.is_root and path.is_file():
-        res = read_json(path)
-        times = load_stage_times(run)
-        res.update(stage_seconds=times, total_seconds=float(sum(times.values())))
-        atomic_write_json(path, res)

@@ -129,9 +129,7 @@ def main(argv=None):
                    help="default: every objective in model.objectives")
     args = p.parse_args(argv)
     run = Run.from_args(args, SCHEMA)
-    if run.is_root:
-        prepare(run)
-    run.ctx.barrier()
+    run.root_only(prepare)
     done = train_all(run, [args.sample] if args.sample else None,
                      [args.objective] if args.objective else None)
     for (s, o), art in done.items():

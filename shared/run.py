@@ -397,6 +397,11 @@ class Run:
             done = self.ctx.broadcast_object(done)
         return bool(done)
 
+    def root_only(self, fn: Callable[["Run"], Any]):
+        """``fn(run)`` on rank 0 while the other ranks wait; a failure stops every rank with its
+        message (no hang). Returns fn's value on rank 0, None elsewhere."""
+        return _on_root(self, fn, getattr(fn, "__name__", "step"))
+
     def cached(self, name: str, loader: Callable[[], Any]):
         """``loader()`` once per process (e.g. the prepared data shared by stages)."""
         if name not in self.cache:
@@ -422,6 +427,29 @@ def my_units(run: Run, units: Sequence) -> list:
     else:
         k, n = run.ctx.rank, run.ctx.size
     return [u for i, u in enumerate(units) if i % n == k]
+
+
+def run_units(run: Run, all_units: Sequence, artifact_of: Callable, compute: Callable,
+              desc: str = "units") -> bool:
+    """Compute this process's share of ``all_units`` (:func:`my_units`) whose
+    ``artifact_of(unit)`` is not fresh, with ``compute(unit)``. Returns True on the process that
+    merges: rank 0 without ``--shard``, after every rank finished and rank 0 computed any unit
+    still missing (made by no rank, e.g. by a failed array task)."""
+    from tqdm.auto import tqdm
+    todo = [u for u in my_units(run, all_units) if not artifact_of(u).fresh()]
+    for u in tqdm(todo, desc=desc, disable=not run.progress or not todo):
+        compute(u)
+    if run.shard is not None:
+        run.log(f"shard {run.shard[0]}/{run.shard[1]}: {len(todo)} unit(s) computed")
+        return False
+    run.ctx.barrier()
+    if not run.ctx.is_root:
+        return False
+    done = lambda a: a.complete() and a.matches()  # noqa: E731 - made in this run, whatever --resume says
+    missing = [u for u in all_units if not done(artifact_of(u))]
+    for u in tqdm(missing, desc=f"{desc} (missing)", disable=not run.progress or not missing):
+        compute(u)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,20 +504,60 @@ def run_stages(run: Run, stages: Sequence[Stage], selected: Iterable[str] | None
 def _run_one(run: Run, stage: Stage):
     if stage.ranks == "all" or run.ctx.size == 1:
         return stage.fn(run)
+    return _on_root(run, stage.fn, f"stage {stage.name}")
+
+
+def _on_root(run: Run, fn, what: str):
+    if run.ctx.size == 1:
+        return fn(run)
     error = value = None
     if run.is_root:
         try:
-            value = stage.fn(run)
+            value = fn(run)
         except BaseException as exc:  # noqa: BLE001 - reported to every rank below
             error = exc
     status = run.ctx.broadcast_object(None if error is None else f"{type(error).__name__}: {error}")
     if error is not None:
         raise error
     if status is not None:
-        raise RuntimeError(f"stage {stage.name} failed on rank 0: {status}")
+        raise RuntimeError(f"{what} failed on rank 0: {status}")
     return value
 
 
-__all__ = ["Run", "Artifact", "Stage", "run_stages", "my_units", "file_identity", "output_identity",
-           "digest", "explain_change", "load_stage_times", "fingerprint_path", "outdated_inputs",
+def refresh_stage_times(run: Run, results_name: str = "results.json") -> None:
+    """Bring the stage times into ``OUT/results.json`` (the figures stage runs after the
+    report that writes it)."""
+    path = run.out / results_name
+    if not (run.is_root and path.is_file()):
+        return
+    res = read_json(path, "results")
+    times = load_stage_times(run)
+    atomic_write_json(path, {**res, "stage_seconds": times, "total_seconds": float(sum(times.values()))})
+
+
+def run_pipeline(run: Run, stages: Sequence[Stage], selected: Iterable[str] | None = None) -> dict:
+    """Run the selected stages, refresh the stage times; returns the report stage's value."""
+    values = run_stages(run, stages, selected)
+    refresh_stage_times(run)
+    return values.get("report") or {}
+
+
+def pipeline_main(argv, description: str, schema, stages: Sequence[Stage], result_files=()):
+    """The ``python -m <package>.pipeline`` command line of either package."""
+    from shared.cli import add_stages_argument, parser
+    p = parser(description.split("\n")[0])
+    names = [s.name for s in stages]
+    add_stages_argument(p, names)
+    args = p.parse_args(argv)
+    run = Run.from_args(args, schema)
+    res = run_pipeline(run, stages, args.stages)
+    if res:
+        run.log(to_json({"stage_seconds": res.get("stage_seconds"),
+                         "acceptance": res.get("acceptance")}))
+        run.log("results: " + " and ".join(str(run.out / f) for f in result_files))
+
+
+__all__ = ["Run", "Artifact", "Stage", "run_stages", "run_pipeline", "pipeline_main", "my_units",
+           "run_units", "file_identity", "output_identity", "digest", "explain_change",
+           "load_stage_times", "refresh_stage_times", "fingerprint_path", "outdated_inputs",
            "require_current"]

@@ -19,12 +19,14 @@ TINY = REPO / "permutation_ad" / "configs" / "tiny.yaml"
 ENV = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", PAD_DISTRIBUTED="none")
 
 
-def entry_points():
-    """``python -m`` modules of both packages (those with a ``__main__`` block)."""
+def entry_points(kind="config"):
+    """``python -m`` modules of both packages (those with a ``__main__`` block) that take
+    ``--config`` (stages, pipelines), or with ``kind="run"`` the scorers (``--run``)."""
     mods = []
     for pkg in ("permutation_ad", "lhco_fullphase"):
         for path in sorted((REPO / pkg).glob("*.py")):
-            if '__name__ == "__main__"' in path.read_text():
+            text = path.read_text()
+            if '__name__ == "__main__"' in text and (('"--run"' in text) == (kind == "run")):
                 mods.append(f"{pkg}.{path.stem}")
     return mods
 
@@ -55,6 +57,15 @@ def test_missing_config_is_one_line_exit_2(tmp_path, module):
     assert "Traceback" not in res.stderr
     assert err and "missing.yaml" in err[-1]
     assert "not found" in err[-1] or "no such folder" in err[-1]
+
+
+@pytest.mark.parametrize("module", entry_points("run"))
+def test_scorer_given_no_run_is_one_line_exit_2(tmp_path, module):
+    res = subprocess.run([sys.executable, "-m", module, "--run", str(tmp_path / "norun"),
+                          "--input", str(tmp_path / "x.h5"), "--out", str(tmp_path / "s.h5")],
+                         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "norun" in res.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize("module", [m for m in entry_points() if m.startswith("permutation_ad")])
@@ -237,12 +248,16 @@ def test_readers_reject_bad_ranges_and_impossible_values(tmp_path):
     write_lhco(tmp_path / "l.h5", parts, np.array([0, 1]))
     with pytest.raises(DataFormatError, match="'start'"):
         read_lhco(tmp_path / "l.h5", start=-5)
+
+    def official_lhco(path, parts):   # pandas directly: our writer refuses such values itself
+        df = pd.DataFrame(np.c_[parts.reshape(len(parts), -1), [0.0, 1.0]])
+        df.to_hdf(path, key="df", format="fixed")
     parts[1, 3] = [-5.0, 0.0, 0.0]
-    write_lhco(tmp_path / "lneg.h5", parts, np.array([0, 1]))
+    official_lhco(tmp_path / "lneg.h5", parts)
     with pytest.raises(DataFormatError, match="pT.*negative"):
         read_lhco(tmp_path / "lneg.h5")
     parts[1, 3] = [5.0, 1e6, 0.0]
-    write_lhco(tmp_path / "leta.h5", parts, np.array([0, 1]))
+    official_lhco(tmp_path / "leta.h5", parts)
     with pytest.raises(DataFormatError, match="eta"):
         read_lhco(tmp_path / "leta.h5")
 
