@@ -494,7 +494,8 @@ def _main_modules(pkg):
     for path in sorted((REPO / pkg).glob("*.py")):
         text = path.read_text()
         if '__name__ == "__main__"' in text:
-            mods.append((f"{pkg}.{path.stem}", "--run" if '"--run"' in text else "--config"))
+            scorer = '"--run"' in text or "scoring.parser(" in text   # shared.scoring's --run
+            mods.append((f"{pkg}.{path.stem}", "--run" if scorer else "--config"))
     return mods
 
 
@@ -795,6 +796,33 @@ add_case("flags/pad.score/shard-3of2", "flags", "--shard 3/2: exit 2 naming --sh
 def _out_dir(c):
     (c.dir / "adir").mkdir(exist_ok=True)
     return c.dir / "adir"
+
+
+def _lhco_score(extra, *needles, run=True, make_input=None):
+    def fn(c):
+        inp = make_input(c) if make_input else _good_lhco(c)
+        args = ["--run", c.fixture("lhco_run") if run else c.dir / "norun", "--input", inp,
+                "--out", c.dir / "s.h5", "--no-progress", "--data-dir", lhco_data(c.sweep)]
+        res = c.m("lhco_fullphase.score", *args, *extra)
+        return expect_error(res, *[n(c) if callable(n) else n for n in needles])
+    return fn
+
+
+if any(m == "lhco_fullphase.score" for m, _ in LHCO_MODULES):
+    add_case("flags/lhco.score/run-missing", "flags", "--run a folder that does not exist: exit 2 naming it",
+             _lhco_score([], "norun", run=False))
+    add_case("flags/lhco.score/injection-unknown", "flags",
+             "--injection 999 (not in the run): exit 2 naming it", _lhco_score(["--injection", "999"], "999"))
+    add_case("flags/lhco.score/init-unknown", "flags", "--init 7 (one init trained): exit 2 naming it",
+             _lhco_score(["--init", "7"], "7"))
+    add_case("flags/lhco.score/method-unknown", "flags", "--method foo: exit 2 naming it",
+             _lhco_score(["--method", "foo"], "foo"))
+    add_case("data/lhco.score/not-hdf5", "data", "score --input a text file: exit 2 naming it",
+             _lhco_score([], lambda c: "x.h5", make_input=lambda c: _write(c.dir / "x.h5", "hello")))
+    add_case("data/lhco.score/toptag-layout", "data", "score --input a Top-Tagging file: exit 2 naming 'df'",
+             _lhco_score([], "df", make_input=lambda c: _toptag_good(c)))
+    add_case("data/lhco.score/negative-pt", "data", "score --input with a negative pT: exit 2 naming pT",
+             _lhco_score([], "pT", make_input=lambda c: _bad_lhco("negative-pt")(c)[0]))
 
 
 @case("flags/pad.score/out-is-a-folder", "flags", "--out an existing folder: exit 2 naming --out")
@@ -1919,6 +1947,10 @@ def counts_table(results) -> str:
                      for r in rows)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="sweep.json", help="per-case JSON (default sweep.json)")
@@ -1939,6 +1971,9 @@ def main(argv=None):
             print(f"{c.name:55s} {c.right}")
         print(f"{len(chosen)} cases")
         return 0
+    # stop cleanly (children killed) on SIGTERM, and on Ctrl-C even when started in the background
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     root = Path(a.keep).resolve() if a.keep else Path(tempfile.mkdtemp(prefix="fault_sweep-"))
     root.mkdir(parents=True, exist_ok=True)
     sweep = Sweep(root)
