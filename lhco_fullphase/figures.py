@@ -45,6 +45,10 @@ def generated_vs_true(run, data_dir=None) -> dict:
     regions = [r for r in ("sb", "sr") if artifacts.generated_path(out, r).is_file()]
     if not regions:
         raise DataFormatError(out / "generated", "<region>.h5", "no generated events (run the sample stage)")
+    from shared.run import require_current
+    for region in regions:
+        require_current(artifacts.generated_path(out, region), "generated events",
+                        "run the sample stage again (python -m lhco_fullphase.sample --region both)")
     prep = load_prepared(run) if hasattr(run, "cfg") else \
         Prepared.load(data_dir or artifacts.data_dir_of(out))
     pairs = {}

@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def _load_npz(path: Path) -> list[np.ndarray]:
     try:
         with np.load(path) as data:
             return [data[k] for k in sorted(data.files)]
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise CheckpointError(path.parent, path.name, f"cannot read: {exc}") from None
 
 
