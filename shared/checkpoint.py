@@ -31,7 +31,7 @@ from shared.errors import CheckpointError
 from shared.io import dir_mode, file_mode
 
 STATE_FILE = "state.json"
-# the last checkpoint folder written by this process (named on Ctrl-C by shared.cli)
+# the last resume point written by this process (named on Ctrl-C by shared.cli)
 LAST_SAVED: list[str] = []
 
 
@@ -89,9 +89,10 @@ def _is_complete(directory: Path) -> bool:
 
 
 def save_checkpoint(directory, model, optimizer=None, ema_variables=None, state=None,
-                    extra_state=None) -> Path:
+                    extra_state=None, resume_point=True) -> Path:
     """Write a checkpoint folder with the crash-safe rotation of the module doc; returns its
-    path. Call on rank 0 only."""
+    path. Call on rank 0 only. ``resume_point=False`` (e.g. ``best``) keeps it out of
+    :data:`LAST_SAVED`, the folder named on Ctrl-C."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     for stale in directory.parent.glob(f".{directory.name}.tmp-*"):
@@ -138,7 +139,8 @@ def save_checkpoint(directory, model, optimizer=None, ema_variables=None, state=
     _fault_point("moved_in")
     if prev.exists():
         shutil.rmtree(prev)
-    LAST_SAVED[:] = [str(directory)]
+    if resume_point:
+        LAST_SAVED[:] = [str(directory)]
     return directory
 
 

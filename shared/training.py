@@ -534,7 +534,7 @@ class Trainer:
                      iterations=int(self.optimizer.iterations.numpy()), lr=self.current_lr(),
                      config={k: v for k, v in self.cfg.items() if not k.startswith("_")})
         save_checkpoint(self.ckpt_dir / which, self.model, self.optimizer, self.ema_variables,
-                        state=state, extra_state=self.extra_state)
+                        state=state, extra_state=self.extra_state, resume_point=which == "last")
 
     def _write_history(self) -> None:
         atomic_write_text(self.workdir / "history.json",
