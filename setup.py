@@ -18,13 +18,21 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["shared*", "permutation_ad*", "lhco_fullphase*"]),
     package_data={"permutation_ad": ["configs/*.yaml"], "lhco_fullphase": ["configs/*.yaml"]},
+    # Every entry here but tensorflow-probability (see there) is imported by the project;
+    # transitive requirements (ml_dtypes, vector, wasserstein, ...) come with the packages that
+    # need them.
     install_requires=[
         "keras==3.15.1",
+        # Not imported on main yet: the MAF / INN flows of issues 16 and 17 are built on its
+        # bijectors (scripts/install.sh checks the import).
         "tensorflow-probability==0.25.0",
-        # numpy<2 keeps energyflow's `wasserstein` dependency importable (its 1.1.0 wheel pins
-        # numpy<2, and 1.0.1 fails to import under numpy 2); TF 2.21 runs on numpy 1.26.
+        # numpy < 2 because of energyflow 1.4.0: `import energyflow` imports energyflow.emd,
+        # which imports `wasserstein` (required by energyflow, >= 1.0.1). wasserstein 1.1.0
+        # requires numpy < 2; under numpy 2 pip falls back to 1.0.1, whose extension is built
+        # against numpy 1.x and fails to import ("_ARRAY_API not found"; measured with numpy
+        # 2.4.6, TF 2.21, pip 26). TF 2.21, pandas 2.3, tables, scipy, scikit-learn, fastjet,
+        # awkward, mplhep and TFP themselves resolve and import under numpy 2.
         "numpy>=1.26,<2",
-        "ml_dtypes>=0.5,<0.6",
         "scipy>=1.11",
         "h5py>=3.10",
         "pandas>=2.1,<3",
@@ -34,9 +42,7 @@ setup(
         "mplhep>=0.3",
         "fastjet>=3.4.2",
         "awkward>=2.5",
-        "vector>=1.3",
         "energyflow==1.4.0",
-        "wasserstein==1.1.0",
         "pyyaml>=6",
         "tqdm>=4.60",
     ],
@@ -47,7 +53,9 @@ setup(
         # Horovod 0.28.1 needs a one-line patch to build against TF >= 2.6 CPU wheels:
         # use scripts/install_horovod.sh rather than this extra on a fresh machine.
         "horovod": ["horovod==0.28.1", "cmake<4"],
-        "dev": ["pytest>=8", "pytest-timeout>=2.2"],
+        # tensorboard: the viewer (`tensorboard --logdir OUT`) and the event-file reader of
+        # tests/test_training.py; training writes its event files with TensorFlow alone.
+        "dev": ["pytest>=8", "pytest-timeout>=2.2", "tensorboard>=2.20"],
     },
     entry_points={
         "console_scripts": [

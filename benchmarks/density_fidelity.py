@@ -21,7 +21,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,10 +36,11 @@ from scipy.special import logsumexp
 from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
-from shared.diffusion.likelihood import _make_ode_fn, log_likelihood
+from shared.diffusion.likelihood import make_ode_fn, log_likelihood
 from shared.diffusion.losses import dsm_loss
 from shared.diffusion.score import eps_fn_from_model
 from shared.diffusion.sde import make_sde
+from shared.io import atomic_write_json
 from shared.layers import (LOG_TIME_DEFAULT, OUTPUT_GAIN_DEFAULT, build_set_score_net,
                            gaussian_skip_sde)
 
@@ -226,8 +226,8 @@ def score_error_profile(gmm, sde, net, args, rng):
     eps_true, eps_net = gmm.eps_fn(sde), eps_fn_from_model(net)
     ts = np.geomspace(args.t_eps, 1.0, args.profile_points)
     gen = tf.random.Generator.from_seed(args.seed + 29)
-    div_net = _make_ode_fn(eps_net, sde, "exact", False)
-    div_true = _make_ode_fn(eps_true, sde, "exact", False)
+    div_net = make_ode_fn(eps_net, sde, "exact", False)
+    div_true = make_ode_fn(eps_true, sde, "exact", False)
     n_div = min(args.profile_div_sets, int(x.shape[0]))
     no_probe = tf.zeros([1, 1, 1], tf.float32)
     density, div_bias = [], []
@@ -369,10 +369,7 @@ def main(argv=None):
                "permutation_max_delta_over_sigma": ("<=", 3.0)}
     result["targets_met"] = {k: (result[k] <= v if op == "<=" else result[k] >= v)
                              for k, (op, v) in targets.items() if k in result}
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result, fh, indent=2)
-    os.replace(tmp, out)
+    atomic_write_json(out, result, indent=2)
     print(json.dumps(result["targets_met"]), f"-> {out}")
     return result
 

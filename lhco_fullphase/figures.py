@@ -1,50 +1,63 @@
-"""Figure helpers for plots/lhco_fig{4,5,6,7}_*.py: inputs of a finished run, histograms with
-ratio panels, median + band curves over initialisations."""
+"""The paper's figures 4–7 of a finished lhco_fullphase run (importable; ``plots/lhco_fig*.py``
+are thin command-line wrappers: ``python plots/lhco_fig4_jets.py --run OUT``).
+
+Each figure function takes the run (a :class:`shared.run.Run`, or its output folder; the data
+folder then comes from ``OUT/run_info.json`` unless ``data_dir`` is given) and an output path
+stem (default ``OUT/plots/<name>``), and returns the saved PNG + PDF paths.
+
+* Fig. 4 ``lhco_fig4_jets``: jet kinematics (both jets) and mjj, generated vs true, SB and SR.
+* Fig. 5 ``lhco_fig5_particles``: particle features of both jets, generated vs true, SB and SR.
+* Fig. 6 ``lhco_fig6_sic_roc``: SIC and background rejection at one injection, median and band.
+* Fig. 7 ``lhco_fig7_scan``: max SIC and AUC vs injected signal, median and band.
+"""
 from __future__ import annotations
 
-import json
-import os
+import warnings
+from pathlib import Path
 
 import numpy as np
 
-from shared import metrics
+from lhco_fullphase import artifacts
+from shared import metrics, plotting
+from shared.errors import DataFormatError
+
+SCAN_STYLE = {"diffusion": ("#bd1f01", "o", "diffusion background"),
+              "idealized": ("#3f90da", "s", "idealized (true background)")}
+JET_PANELS = ((0, r"jet $p_T$ [GeV]"), (1, r"jet $\eta$"), (3, r"jet mass [GeV]"),
+              (4, "jet constituents N"))
+PARTICLE_PANELS = ((0, r"particle $p_T/p_{T,jet}$", True), (1, r"particle $\Delta\eta$", False),
+                   (2, r"particle $\Delta\phi$", False))
 
 
-def default_data_dir(run):
-    info = os.path.join(run, "run_info.json")
-    if os.path.isfile(info):
-        return json.load(open(info))["data_dir"]
-    return os.path.join(run, "data")
+def _out(run) -> Path:
+    return Path(getattr(run, "out", run)).resolve()
 
 
-def parse_args(doc, argv):
-    import argparse
-    p = argparse.ArgumentParser(description=doc.split("\n")[0])
-    p.add_argument("--run", required=True, help="pipeline output folder (OUT)")
-    p.add_argument("--data-dir", default=None, help="prepared data (default: from OUT/run_info.json)")
-    p.add_argument("--out", default=None, help="output path stem (default OUT/plots/<figure>)")
-    p.add_argument("--injection", type=int, default=None, help="fig 6: injection (default: largest)")
-    a = p.parse_args(argv)
-    a.run = os.path.abspath(a.run)
-    a.data_dir = a.data_dir or default_data_dir(a.run)
-    return a
+def _stem(run, name, out):
+    return str(out) if out else str(artifacts.plots_dir(_out(run)) / name)
 
 
-def generated_vs_true(run, data_dir):
+def generated_vs_true(run, data_dir=None) -> dict:
     """{region: (generated, true)} physical arrays: SB (the sb_val events whose mjj was used)
     and SR (true = the independent idealized background, no signal)."""
-    from lhco_fullphase.prepare import Prepared
-    from lhco_fullphase.sample import generated_path, read_generated
-    prep = Prepared(data_dir)
-    out = {}
-    for region in ("sb", "sr"):
-        path = generated_path(run, region)
-        if not os.path.isfile(path):
-            continue
-        g = read_generated(path)
-        true = prep.take(g["sb_event_id"]) if region == "sb" else prep.take("idealized_bkg")
-        out[region] = (g, true)
-    return out
+    from lhco_fullphase.prepare import Prepared, load_prepared
+    out = _out(run)
+    regions = [r for r in ("sb", "sr") if artifacts.generated_path(out, r).is_file()]
+    if not regions:
+        raise DataFormatError(out / "generated", "<region>.h5", "no generated events (run the sample stage)")
+    from shared.run import require_current
+    for region in regions:
+        require_current(artifacts.generated_path(out, region), "generated events",
+                        "run the sample stage again (python -m lhco_fullphase.sample --region both)")
+    prep = load_prepared(run) if hasattr(run, "cfg") else \
+        Prepared.load(data_dir or artifacts.data_dir_of(out))
+    pairs = {}
+    for region in regions:
+        g = artifacts.read_generated(artifacts.generated_path(out, region))
+        true = prep.take(np.asarray(g["sb_event_id"], np.int64)) if region == "sb" else \
+            prep.take("idealized_bkg")
+        pairs[region] = (g, true)
+    return pairs
 
 
 def hist_ratio(ax, ax_r, gen, true, bins, xlabel, log=False):
@@ -76,7 +89,6 @@ def hist_ratio(ax, ax_r, gen, true, bins, xlabel, log=False):
 
 def grid_figure(nrows, ncols, panel=(3.6, 3.4)):
     """Figure with ``nrows`` × ``ncols`` (main, ratio) panel pairs; returns fig, axes[r][c] = (main, ratio)."""
-    from shared import plotting
     import matplotlib.pyplot as plt
     plotting.set_style()
     fig = plt.figure(figsize=(panel[0] * ncols, (panel[1] + 0.8) * nrows))
@@ -121,7 +133,148 @@ def band_curves(runs, kind, grid, min_background=10):
         ys.append(np.interp(grid, eff_s[order], y[order], left=np.nan, right=np.nan))
     ys = np.array(ys)
     with np.errstate(all="ignore"):
-        import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             return (np.nanmedian(ys, 0), np.nanpercentile(ys, 16, 0), np.nanpercentile(ys, 84, 0))
+
+
+def lhco_fig4_jets(run, out=None, data_dir=None):
+    """Jet kinematics (both jets) and mjj, generated vs true, SB and SR, with ratio panels.
+    True SR = the independent true SR background (no signal)."""
+    pairs = generated_vs_true(run, data_dir)
+    fig, axes = grid_figure(len(pairs), len(JET_PANELS) + 1)
+    for r, (region, (gen, true)) in enumerate(pairs.items()):
+        for c, (f, name) in enumerate(JET_PANELS):
+            g, t = gen["jets"][..., f].ravel(), true["jets"][..., f].ravel()
+            if f == 4:
+                hi = max(g.max(), t.max()) + 1.5
+                bins = np.arange(0.5, hi, max(1, int(hi // 30)))
+            else:
+                bins = quantile_bins(g, t)
+            hist_ratio(*axes[r][c], g, t, bins, name)
+            axes[r][c][0].set_title(f"{region.upper()}", fontsize=11, loc="left")
+        hist_ratio(*axes[r][-1], gen["mjj"], true["mjj"], quantile_bins(gen["mjj"], true["mjj"]),
+                   r"$m_{jj}$ [GeV]")
+        axes[r][-1][0].set_title(f"{region.upper()}", fontsize=11, loc="left")
+    axes[0][0][0].legend(fontsize=9, frameon=False)
+    fig.suptitle("Jets: generated vs true (simulated stand-in data, CPU demo scale)", fontsize=13)
+    return plotting.save(fig, _stem(run, "lhco_fig4_jets", out))
+
+
+def lhco_fig5_particles(run, out=None, data_dir=None):
+    """Particle features of both jets (real particles only), generated vs true, SB and SR, with
+    ratio panels."""
+    pairs = generated_vs_true(run, data_dir)
+    fig, axes = grid_figure(len(pairs), len(PARTICLE_PANELS) + 1)
+    for r, (region, (gen, true)) in enumerate(pairs.items()):
+        gm, tm = gen["mask"].astype(bool), true["mask"].astype(bool)
+        for c, (f, name, log) in enumerate(PARTICLE_PANELS):
+            g, t = gen["particles"][..., f][gm], true["particles"][..., f][tm]
+            hist_ratio(*axes[r][c], g, t, quantile_bins(g, t, n=40), name, log=log)
+            axes[r][c][0].set_title(region.upper(), fontsize=11, loc="left")
+        # Leading-particle momentum fraction (first slot: the hardest particle of true jets).
+        g = gen["particles"][..., 0].max(-1).ravel()
+        t = true["particles"][..., 0].max(-1).ravel()
+        hist_ratio(*axes[r][-1], g, t, quantile_bins(g, t), r"leading $p_T/p_{T,jet}$")
+        axes[r][-1][0].set_title(region.upper(), fontsize=11, loc="left")
+    axes[0][0][0].legend(fontsize=9, frameon=False)
+    fig.suptitle("Particles: generated vs true (simulated stand-in data, CPU demo scale)", fontsize=13)
+    return plotting.save(fig, _stem(run, "lhco_fig5_particles", out))
+
+
+def _injections(res, path):
+    injections = sorted({int(n) for m in res["scan"].values() for n in m})
+    if not injections:
+        raise DataFormatError(path, "scan", "no results")
+    return injections
+
+
+def lhco_fig6_sic_roc(run, out=None, data_dir=None, injection=None):
+    """SIC and background rejection vs signal efficiency at one injection (default: the
+    largest), median and 68 % band over initialisations, diffusion-generated vs idealized
+    background; both left empty where fewer than ``evaluate.min_background`` background
+    events pass. (Single curves per initialisation: ``python plots/plot_sic.py
+    OUT/predictions/sic_inj<n>.npz --out STEM``.)"""
+    folder = _out(run)
+    res = artifacts.read_results_eval(folder)
+    mb = int(res.get("min_background", 10))
+    n = injection if injection is not None else _injections(res, artifacts.results_eval_path(folder))[-1]
+    if not any(str(n) in m for m in res["scan"].values()):
+        raise DataFormatError(artifacts.results_eval_path(folder), f"scan.*.{n}", "no such injection")
+    curves = plotting.load_predictions(artifacts.predictions_path(folder, f"sic_inj{n}"))
+    fig, (ax_s, ax_r) = plotting.figure(2)
+    grid = np.linspace(0.005, 1.0, 200)
+    for method, (color, _, label) in SCAN_STYLE.items():
+        runs = [{"labels": lab, "scores": sc} for name, (lab, sc) in sorted(curves.items())
+                if name.rsplit("_init", 1)[0] == method]
+        if not runs:
+            continue
+        s = res["scan"][method][str(n)]
+        for ax, kind in ((ax_s, "sic"), (ax_r, "rejection")):
+            med, lo, hi = band_curves(runs, kind, grid, mb)
+            ax.plot(grid, med, color=color, label=f"{label} ({len(runs)} inits, AUC "
+                                                   f"{s['auc_summary']['median']:.2f})")
+            ax.fill_between(grid, lo, hi, color=color, alpha=0.25, lw=0)
+    ax_r.plot(grid, 1.0 / grid, color="gray", ls=":", label="random")
+    ax_s.axhline(1.0, color="gray", ls=":", lw=1)
+    ax_s.set_xlabel(r"Signal efficiency $\epsilon_s$")
+    ax_s.set_ylabel(r"SIC = $\epsilon_s/\sqrt{\epsilon_b}$")
+    ax_r.set_xlabel(r"Signal efficiency $\epsilon_s$")
+    ax_r.set_ylabel(r"Background rejection $1/\epsilon_b$")
+    ax_r.set_yscale("log")
+    for ax in (ax_s, ax_r):
+        ax.set_xlim(0, 1)
+        ax.legend(frameon=False, fontsize=10)
+    ax_s.set_ylim(bottom=0)
+    any_s = res["scan"].get("diffusion", {}).get(str(n)) or res["scan"]["idealized"][str(n)]
+    plotting.label_plot(ax_s, f"{n} signal in {any_s['n_data_background']} SR bkg (S/B {any_s['s_over_b']:.2f}); "
+                              f"median, 68% band; empty < {mb} bkg")
+    plotting.label_plot(ax_r, f"eval: {any_s['n_eval_signal']} sig, {any_s['n_eval_background']} bkg (stand-in data)")
+    return plotting.save(fig, _stem(run, "lhco_fig6_sic_roc", out))
+
+
+def lhco_fig7_scan(run, out=None, data_dir=None):
+    """Max SIC and AUC vs the number of injected signal events, median and 68 % band over
+    initialisations, diffusion-generated vs idealized background."""
+    folder = _out(run)
+    res = artifacts.read_results_eval(folder)
+    _injections(res, artifacts.results_eval_path(folder))
+    fig, (ax_s, ax_a) = plotting.figure(2)
+    for method, (color, marker, label) in SCAN_STYLE.items():
+        scan = res["scan"].get(method, {})
+        if not scan:
+            continue
+        ns = sorted(int(n) for n in scan)
+        for ax, key in ((ax_s, "max_sic_summary"), (ax_a, "auc_summary")):
+            med, lo, hi = (np.array([scan[str(n)][key][k] for n in ns]) for k in ("median", "lo", "hi"))
+            ax.plot(ns, med, marker=marker, color=color, label=label)
+            ax.fill_between(ns, lo, hi, color=color, alpha=0.25, lw=0)
+    ax_s.axhline(1.0, color="gray", ls=":", lw=1)
+    ax_a.axhline(0.5, color="gray", ls=":", lw=1)
+    for ax, name in ((ax_s, "max SIC"), (ax_a, "AUC")):
+        ax.set_xlabel("injected signal events in the SR data")
+        ax.set_ylabel(name)
+        ax.legend(frameon=False, fontsize=11)
+    any_m = next(iter(v for v in res["scan"].values() if v))
+    nb = next(iter(any_m.values()))["n_data_background"]
+    plotting.label_plot(ax_s, f"{nb} SR background in data; median, 68% band over inits; stand-in data")
+    plotting.label_plot(ax_a, f"SIC needs >= {res.get('min_background', 10)} background events; CPU demo scale")
+    return plotting.save(fig, _stem(run, "lhco_fig7_scan", out))
+
+
+FIGURES = {f.__name__: f for f in (lhco_fig4_jets, lhco_fig5_particles, lhco_fig6_sic_roc,
+                                   lhco_fig7_scan)}
+
+
+def figures(run) -> list[str]:
+    """Stage ``figures``: every figure of the run (``Run`` or run folder)."""
+    return [p for fn in FIGURES.values() for p in fn(run)]
+
+
+def cli(name, argv=None):
+    """Command line of one figure (used by plots/<name>.py)."""
+    options = [(("--data-dir",), {"default": None, "help": "prepared data (default: from "
+                                  "RUN/run_info.json, else RUN/data)"})]
+    if name == "lhco_fig6_sic_roc":
+        options.append((("--injection",), {"type": int, "default": None, "help": "default: the largest"}))
+    plotting.figure_cli(FIGURES[name], name, "lhco_fullphase", argv, options)

@@ -29,7 +29,7 @@ NET_KEYS = ("width", "num_blocks", "num_heads", "ffn_dim", "time_embed_dim", "dr
 class DijetDiffusion(keras.Model):
     """Two score models (jets | mjj, particles | jet, mjj) with the Trainer contract.
 
-    Batch (dict, network space from ``lhco_fullphase.data.Preprocessor``): ``jets`` (B, 2, 5),
+    Batch (dict, network space from ``lhco_fullphase.preprocess.Preprocessor``): ``jets`` (B, 2, 5),
     ``particles`` (B, 2, P, 3), ``mask`` (B, 2, P), ``mjj`` (B,) scaled.
 
     ``n_dequant``: width of one multiplicity unit in standardised units (1 / std of N); the jet

@@ -1,4 +1,5 @@
-"""Stage 1: raw LHCO-format files → clustered dijet caches → event roles, preprocessing, mjj KDE.
+"""Stage ``prepare``: raw LHCO-format files → clustered dijet caches → event roles,
+preprocessing constants (all in the data folder).
 
     python -m lhco_fullphase.prepare --config lhco_fullphase/configs/demo.yaml --out runs/lhco
         [--data-dir DIR]
@@ -11,251 +12,301 @@ Raw input (``data.source``):
 * ``generated``: Pythia 8 stand-ins made on first use with ``shared.data.embedded`` (QCD:
   ``lhco_qcd``, signal: ``lhco_signal``) and cached under ``<data dir>/raw``.
 
-Every event gets an id ``source_index·10¹² + row`` (``data.make_event_ids``). The roles written to
-``<data dir>/roles.npz`` are disjoint id sets:
+Each raw file is clustered once into its dijet cache (``artifacts.write_dijet_cache``; its
+fingerprint: the raw file's identity, ``data.num_particles``, ``data.jet_radius``). The event
+roles (``lhco_fullphase.roles``) and the generators' :class:`~lhco_fullphase.preprocess.Preprocessor`
+(fitted on ``sb_train``) go to ``prepared/``, whose fingerprint adds the windows, split and role
+sizes and the preprocessing keys: a changed setting or raw file redoes what depends on it (with
+a one-line notice). Both are data-folder caches: ``--resume never`` reuses them when they match.
 
-* ``sb_train`` / ``sb_val``: background in the side bands (generator training / validation),
-* ``data_bkg``: true SR background in the "data" class, ``inj_pool``: SR signal to inject (the
-  first n of it for injection n), ``idealized_bkg``: independent true SR background (idealized
-  detector; generation-quality check in the SR),
-* ``eval_bkg`` / ``eval_sig``: the evaluation set, used by NO training.
-
-With only one background file the SR background is partitioned into data / idealized /
-evaluation; with the extra SR file the idealized and evaluation sets come from it.
+Downstream stages get the prepared data from :func:`load_prepared`, loaded once per process;
+their fingerprints name exactly the roles they use (:meth:`Prepared.fingerprint`), so e.g. a new
+injection does not retrain the generators.
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-from lhco_fullphase import data as ldata
-from shared.config import ConfigError, atomic_write_text
+from lhco_fullphase import artifacts
+from lhco_fullphase.roles import ROLES, assign_roles, ids_digest, make_event_ids, region_masks
+from lhco_fullphase.schema import PREPROCESSING_KEYS
+from shared.errors import DataFormatError, UsageError
 
-ROLES = ("sb_train", "sb_val", "data_bkg", "inj_pool", "idealized_bkg", "eval_bkg", "eval_sig")
-TRAINING_ROLES = ("sb_train", "sb_val", "data_bkg", "inj_pool", "idealized_bkg")
-EVAL_ROLES = ("eval_bkg", "eval_sig")
-
-
-def data_dir_for(cfg, out, data_dir=None):
-    """--data-dir, else ``data.dir`` from the config, else ``<out>/data`` (absolute)."""
-    d = data_dir or cfg["data"].get("dir") or os.path.join(out, "data")
-    return os.path.abspath(os.path.expanduser(str(d)))
+CACHE_KEYS = ("data.num_particles", "data.jet_radius")
+ROLE_KEYS = ("windows", "weak_supervision.n_background_data", "weak_supervision.injections",
+             "weak_supervision.n_idealized_background", "evaluate.n_signal", "evaluate.n_background")
 
 
-def _raw_files(cfg, data_dir, progress):
-    """[(source_index, name, path)] of the raw LHCO-format files; generates stand-ins if needed."""
-    d = cfg["data"]
-    src = d.get("source", "files")
+# ---------------------------------------------------------------------------------------------
+# raw files and dijet caches
+# ---------------------------------------------------------------------------------------------
+
+def raw_files(run, generate=False) -> list[tuple[int, str, Path]]:
+    """[(source_index, name, path)] of the raw LHCO-format files; with ``generate`` the
+    stand-ins of ``data.source: generated`` are made first if missing."""
+    src = run.key("data.source")
     if src == "generated":
-        from shared.data.embedded import ensure_embedded
-        g = d.get("generated") or {}
+        from shared.data.embedded import embedded_path, ensure_embedded
+        g = run.cfg["data"]["generated"]
         for key in ("n_background", "n_signal"):
-            if key not in g:
-                raise ConfigError(getattr(cfg, "source", None), f"data.generated.{key}", "missing")
-        raw = os.path.join(data_dir, "raw")
-        kw = dict(workers=int(g.get("workers", 1)), chunk_size=int(g.get("chunk_size", 250)),
-                  progress=progress)
-        bkg = ensure_embedded("lhco_qcd", raw, int(g["n_background"]), int(g.get("background_seed", 1)), **kw)
-        sig = ensure_embedded("lhco_signal", raw, int(g["n_signal"]), int(g.get("signal_seed", 2)), **kw)
-        return [(0, "background", bkg), (1, "signal", sig)]
-    if src == "files":
-        files = d.get("files") or {}
-        if not files.get("background"):
-            raise ConfigError(getattr(cfg, "source", None), "data.files.background", "missing")
-        out = [(0, "background", os.path.join(data_dir, str(files["background"])))]
-        if files.get("extra_sr_background"):
-            out.append((1, "extra_sr_background", os.path.join(data_dir, str(files["extra_sr_background"]))))
+            if g[key] is None:
+                raise run.error(f"data.generated.{key}", "required for data.source: generated")
+        kw = dict(chunk_size=int(g["chunk_size"]))
+        out = []
+        for index, (name, kind, n, seed) in enumerate((
+                ("background", "lhco_qcd", g["n_background"], g["background_seed"]),
+                ("signal", "lhco_signal", g["n_signal"], g["signal_seed"]))):
+            raw = artifacts.raw_dir(run.data_dir)
+            path = ensure_embedded(kind, raw, int(n), int(seed), workers=int(g["workers"]),
+                                   progress=run.progress, **kw) if generate else \
+                embedded_path(kind, raw, int(n), int(seed), **kw)
+            out.append((index, name, Path(path)))
         return out
-    raise ConfigError(getattr(cfg, "source", None), "data.source", f"'files' or 'generated', got {src!r}")
+    files = run.cfg["data"]["files"]
+    if not files["background"]:
+        raise run.error("data.files.background", "a file is required for data.source: files")
+    out = []
+    for index, name in enumerate(("background", "extra_sr_background")):
+        if files[name]:
+            path = run.data_dir / str(files[name])
+            if not path.is_file():
+                raise DataFormatError(path, f"data.files.{name}", "file not found")
+            out.append((index, name, path))
+    return out
 
 
-def _processed_path(data_dir, name, raw, num_particles):
-    return os.path.join(data_dir, "processed", f"{name}_{Path(raw).stem}_P{num_particles}.h5")
+def cache_artifact(run, name, raw):
+    """The dijet cache of one raw file (a data-folder cache)."""
+    path = artifacts.dijet_cache_path(run.data_dir, name, raw, run.key("data.num_particles"))
+    # official files: their identity (size, mtime); generated stand-ins: their name holds a
+    # hash of everything that makes them (shared.data.embedded)
+    files = run.key("data.source") == "files"
+    return run.artifact(path, config=CACHE_KEYS, inputs=[raw] if files else [],
+                        extra={"raw": str(raw)}, cache=True)
 
 
-def _take_first(pool, n, what, cfg_key):
-    if n is None:
-        return pool, pool[:0]
-    n = int(n)
-    if n > len(pool):
-        raise ValueError(f"{cfg_key}: {what} needs {n} events, only {len(pool)} available "
-                         "(generate more data or lower the number)")
-    return pool[:n], pool[n:]
+def make_dijet_cache(raw, path, *, num_particles, radius=1.0, source_index=0, start=0, stop=None,
+                     chunksize=100_000, progress=True) -> int:
+    """Cluster the rows [start, stop) of an LHCO R&D file chunk by chunk into the dijet cache at
+    ``path`` (events with fewer than two jets are dropped and counted in ``n_dropped``).
+    Returns the number of events written."""
+    from tqdm.auto import tqdm
+
+    from lhco_fullphase.events import cluster_dijets
+    from shared.data.lhco import count_lhco, iter_lhco
+    raw = Path(raw)
+    if not raw.is_file():
+        raise DataFormatError(raw, "file", "not found")
+    total = count_lhco(raw)
+    stop = total if stop is None else min(int(stop), total)
+    attrs = {"source_file": str(raw.resolve()), "source_index": int(source_index),
+             "rows": [int(start), int(stop)], "jet_radius": float(radius), "n_dropped": 0}
+
+    def chunks():
+        bar = tqdm(total=stop - start, desc=f"cluster {raw.name}", unit="ev", disable=not progress)
+        for lo, chunk in zip(range(start, stop, chunksize),
+                             iter_lhco(raw, start, stop, chunksize=chunksize, dtype=np.float64)):
+            hi = min(lo + chunksize, stop)
+            arrays, keep = cluster_dijets(chunk["particles"], num_particles, radius)
+            arrays["label"] = chunk["label"][keep]
+            arrays["event_id"] = make_event_ids(np.arange(lo, hi)[keep], source_index)
+            attrs["n_dropped"] += (hi - lo) - int(keep.sum())
+            bar.update(hi - lo)
+            yield arrays
+        bar.close()
+
+    # the attributes are written after the last chunk (n_dropped is complete by then)
+    return artifacts.write_dijet_cache(path, chunks(), num_particles, attrs,
+                                       chunk_rows=min(1024, chunksize))
 
 
-def assign_roles(arrays, cfg, has_extra):
-    """Disjoint event-id sets per role (see module doc) from the concatenated processed arrays."""
-    w = cfg["windows"]
-    ws, ev = cfg["weak_supervision"], cfg["evaluate"]
-    rng = np.random.default_rng(int(w.get("split_seed", 0)))
-    ids, label = arrays["event_id"], arrays["label"]
-    source = ids // ldata.ID_STRIDE
-    sr, sb = ldata.region_masks(arrays["mjj"], w)
-    main = source == 0
-    sb_ids = ids[sb & (label == 0) & main]
-    a, b = ldata.split_indices(len(sb_ids), float(w.get("sb_train_fraction", 0.6)), int(w.get("split_seed", 0)))
-    roles = {"sb_train": sb_ids[a], "sb_val": sb_ids[b]}
+# ---------------------------------------------------------------------------------------------
+# prepared data: roles + preprocessing
+# ---------------------------------------------------------------------------------------------
 
-    bkg_main = rng.permutation(ids[sr & (label == 0) & main])
-    roles["data_bkg"], rest = _take_first(bkg_main, ws["n_background_data"], "SR data background",
-                                          "weak_supervision.n_background_data")
-    if has_extra:
-        rest = rng.permutation(ids[sr & (label == 0) & (source == 1)])
-    n_ideal = ws.get("n_idealized_background")
-    roles["idealized_bkg"], rest = _take_first(rest, n_ideal, "idealized SR background",
-                                               "weak_supervision.n_idealized_background")
-    roles["eval_bkg"], _ = _take_first(rest, ev.get("n_background"), "evaluation background",
-                                       "evaluate.n_background")
-
-    sig = rng.permutation(ids[sr & (label == 1)])
-    n_inj = max([int(x) for x in ws["injections"]] or [0])
-    roles["inj_pool"], rest = _take_first(sig, n_inj, "injected signal", "weak_supervision.injections")
-    roles["eval_sig"], _ = _take_first(rest, ev.get("n_signal"), "evaluation signal", "evaluate.n_signal")
-    for r in ROLES:
-        roles[r] = np.sort(roles[r]).astype(np.int64)
-    check_roles(roles)
-    return roles
+def prepared_artifact(run, caches=None):
+    """The ``prepared/`` folder (roles, preprocessing; a data-folder cache)."""
+    if caches is None:
+        caches = [(i, name, raw, cache_artifact(run, name, raw)) for i, name, raw in raw_files(run)]
+    return run.artifact(artifacts.prepared_dir(run.data_dir),
+                        config=["data.source", *PREPROCESSING_KEYS, *ROLE_KEYS],
+                        upstream={name: art for _, name, _, art in caches},
+                        folder=True, done_marker="info.json", cache=True)
 
 
-def check_roles(roles):
-    """Every pair of roles is disjoint; above all no evaluation event in any training role."""
-    names = list(roles)
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            ldata.assert_disjoint(roles[a], roles[b], a, b)
+def build_preprocessor(cfg, train):
+    """The generators' Preprocessor (``data.*`` options, ``windows.mjj_scale``) fitted on the
+    physical arrays ``train`` (the ``sb_train`` events)."""
+    from lhco_fullphase.preprocess import Preprocessor
+    d = cfg["data"]
+    pre = Preprocessor(cfg["windows"]["mjj_scale"], d["pt_rel_eps"], d["mass_zero_tol"],
+                       pt_rel_transform=d["pt_rel_transform"], jet_phi=d["jet_phi"],
+                       jet_pt_fraction=d["jet_pt_fraction"], jet_centroid=d["jet_centroid"],
+                       jet_mass_fraction=d["jet_mass_fraction"])
+    return pre.fit(train["jets"], train["particles"], train["mask"], train["mjj"])
+
+
+def prepare(run) -> "Prepared":
+    """Make (or reuse) the dijet caches and the prepared data; returns the :class:`Prepared`
+    (also kept for the later stages of this process)."""
+    from shared.run import digest
+    artifacts.write_run_info(run.out, run.data_dir)
+    caches = []
+    for index, name, raw in raw_files(run, generate=True):
+        art = cache_artifact(run, name, raw)
+        if art.prepare(log=run.log, what=f"dijet cache {art.path.name}"):
+            run.log(f"dijet cache {art.path.name}: up to date")
+        else:
+            n = make_dijet_cache(raw, art.path, num_particles=int(run.key("data.num_particles")),
+                                 radius=float(run.key("data.jet_radius")), source_index=index,
+                                 chunksize=int(run.key("data.chunksize")), progress=run.progress)
+            if n == 0:
+                raise DataFormatError(raw, "events", "no event has two jets (R = "
+                                      f"{run.key('data.jet_radius')}): nothing to prepare")
+            art.record()
+            run.log(f"dijet cache {art.path.name}: {n} events")
+        caches.append((index, name, raw, art))
+    art = prepared_artifact(run, caches)
+    key = f"prepared/{art.digest}"
+    if art.prepare(log=run.log, what="prepared data"):
+        run.log(f"prepared data {art.path}: up to date")
+        return run.cached(key, lambda: Prepared.load(run.data_dir))
+    parts = [artifacts.read_dijet_cache(a.path) for *_, a in caches]
+    arrays = _sorted_by_id({k: np.concatenate([p[k] for p in parts])
+                            for k in artifacts.DIJET_DATASETS})
+    has_extra = len(caches) > 1 and run.key("data.source") == "files"
+    roles = assign_roles(arrays, run.cfg, has_extra, source=run.source)
+    prep = Prepared(run.data_dir, {}, roles, arrays)
+    pre = build_preprocessor(run.cfg, prep.take("sb_train"))
+    sr, sb = region_masks(arrays["mjj"], run.cfg["windows"])
+    label = arrays["label"]
+    prep.info = {
+        "caches": [str(a.path) for *_, a in caches], "raw": [str(r) for _, _, r, _ in caches],
+        "cache_digests": {name: a.digest for _, name, _, a in caches},
+        "num_particles": int(run.key("data.num_particles")), "preprocessor": pre.to_dict(),
+        "roles": {k: int(len(v)) for k, v in roles.items()},
+        "role_digests": {k: ids_digest(v) for k, v in roles.items()},
+        "preprocessor_digest": digest(pre.to_dict()),
+        "events": {"total": int(len(sr)), "sr": int(sr.sum()), "sb": int(sb.sum()),
+                   "sr_background": int((sr & (label == 0)).sum()),
+                   "sr_signal": int((sr & (label == 1)).sum())},
+        "evaluation_signal": "all SR signal not injected" if run.key("evaluate.n_signal") is None
+        else f"the first {run.key('evaluate.n_signal')} SR signal events not injected"}
+    artifacts.write_prepared(run.data_dir, prep.info, roles)
+    art.record()
+    run.log(f"prepared data {art.path}: roles {prep.info['roles']}")
+    return run.cached(key, lambda: prep)
+
+
+def _sorted_by_id(arrays):
+    order = np.argsort(arrays["event_id"], kind="stable")
+    return {k: v[order] for k, v in arrays.items()}
 
 
 class Prepared:
-    """The processed events of all sources (physical units), their roles and the fitted
-    preprocessing. ``take(role_or_ids)`` returns the arrays of those events."""
+    """The prepared data: ``info`` (preprocessing constants, counts, fingerprints), ``roles``
+    (event-id sets) and — read from the dijet caches on first use — the physical arrays of all
+    events sorted by id. ``take(role_or_ids)`` returns the arrays of those events."""
 
-    def __init__(self, data_dir):
-        self.data_dir = os.path.abspath(data_dir)
-        info_path = os.path.join(self.data_dir, "prepared.json")
-        if not os.path.isfile(info_path):
-            raise FileNotFoundError(f"{info_path}: not prepared yet (run lhco_fullphase.prepare)")
-        with open(info_path) as f:
-            self.info = json.load(f)
-        parts = [ldata.read_processed(p) for p in self.info["processed"]]
-        keys = ldata.CACHE_DATASETS
-        self.arrays = {k: np.concatenate([p[k] for p in parts]) for k in keys}
-        order = np.argsort(self.arrays["event_id"], kind="stable")
-        self.arrays = {k: v[order] for k, v in self.arrays.items()}
-        with np.load(os.path.join(self.data_dir, "roles.npz")) as r:
-            self.roles = {k: r[k] for k in r.files}
-        self.pre = ldata.Preprocessor.from_dict(self.info["preprocessor"])
+    def __init__(self, data_dir, info, roles, arrays=None):
+        self.data_dir = Path(data_dir)
+        self.info = info
+        self.roles = {k: np.asarray(v, np.int64) for k, v in roles.items()}
+        self._arrays = arrays
+        self._derived = {}
 
-    def take(self, which):
+    @classmethod
+    def load(cls, data_dir) -> "Prepared":
+        info, roles = artifacts.read_prepared(data_dir)
+        missing = [r for r in ROLES if r not in roles]
+        if missing:
+            raise DataFormatError(artifacts.roles_path(data_dir), missing[0], "missing role")
+        return cls(data_dir, info, roles)
+
+    @property
+    def arrays(self) -> dict:
+        if self._arrays is None:
+            parts = [artifacts.read_dijet_cache(p) for p in self.info["caches"]]
+            self._arrays = _sorted_by_id({k: np.concatenate([p[k] for p in parts])
+                                          for k in artifacts.DIJET_DATASETS})
+        return self._arrays
+
+    @property
+    def pre(self):
+        """The generators' Preprocessor."""
+        if "pre" not in self._derived:
+            from lhco_fullphase.preprocess import Preprocessor
+            self._derived["pre"] = Preprocessor.from_dict(self.info["preprocessor"])
+        return self._derived["pre"]
+
+    def take(self, which) -> dict:
         ids = self.roles[which] if isinstance(which, str) else np.asarray(which, np.int64)
-        pos = np.searchsorted(self.arrays["event_id"], ids)
-        if np.any(pos >= len(self.arrays["event_id"])) or np.any(self.arrays["event_id"][pos] != ids):
+        all_ids = self.arrays["event_id"]
+        pos = np.searchsorted(all_ids, ids)
+        if np.any(pos >= len(all_ids)) or np.any(all_ids[np.minimum(pos, len(all_ids) - 1)] != ids):
             raise KeyError("Prepared.take: unknown event ids")
         return {k: v[pos] for k, v in self.arrays.items()}
 
+    def fingerprint(self, *roles) -> dict:
+        """What a downstream output made from these roles depends on: their ids, the dijet
+        caches and the preprocessing (for ``Run.artifact(extra=...)``)."""
+        return {"events": {r: self.info["role_digests"][r] for r in roles},
+                "caches": self.info["cache_digests"],
+                "preprocessor": self.info["preprocessor_digest"]}
+
     def classifier_preprocessor(self, cfg):
         """Preprocessing of the classifier inputs: the 5 physical jet features (raw φ) and the
-        particles with ``classifier.pt_rel_transform`` (default: the generators'). The generators'
+        particles with ``classifier.pt_rel_transform`` (null: the generators'). The generators'
         Preprocessor if it is just that, else a plain one fitted on ``sb_train`` like it."""
-        want = cfg.get("classifier", {}).get("pt_rel_transform") or self.pre.pt_rel_transform
+        from lhco_fullphase.preprocess import Preprocessor
+        want = cfg["classifier"]["pt_rel_transform"] or self.pre.pt_rel_transform
         if want == self.pre.pt_rel_transform and self.pre.is_plain:
             return self.pre
-        d = self.pre.to_dict()
-        pre = ldata.Preprocessor(d["mjj_range"], d["pt_rel_eps"], d["mass_zero_tol"],
-                                 pt_rel_transform=want)
-        a = self.take("sb_train")
-        return pre.fit(a["jets"], a["particles"], a["mask"], a["mjj"])
+        if ("classifier_pre", want) not in self._derived:
+            d = self.pre.to_dict()
+            pre = Preprocessor(d["mjj_range"], d["pt_rel_eps"], d["mass_zero_tol"], pt_rel_transform=want)
+            a = self.take("sb_train")
+            self._derived[("classifier_pre", want)] = pre.fit(a["jets"], a["particles"], a["mask"], a["mjj"])
+        return self._derived[("classifier_pre", want)]
 
     def kde(self, cfg):
         """The SR mjj KDE (``kde.fit_on``: sr_data = the data-class SR background; sb_train)."""
-        k = cfg.get("kde", {})
-        fit_on = k.get("fit_on", "sr_data")
-        role = {"sr_data": "data_bkg", "sb_train": "sb_train"}.get(fit_on)
-        if role is None:
-            raise ConfigError(getattr(cfg, "source", None), "kde.fit_on", f"sr_data or sb_train, got {fit_on!r}")
-        return ldata.MjjKDE(self.pre, float(k.get("bandwidth", 0.01)), cfg["windows"]["sr"]).fit(
-            self.take(role)["mjj"])
+        from lhco_fullphase.kde import MjjKDE
+        k = cfg["kde"]
+        key = ("kde", k["fit_on"], float(k["bandwidth"]), tuple(cfg["windows"]["sr"]))
+        if key not in self._derived:
+            self._derived[key] = MjjKDE(self.pre, float(k["bandwidth"]), cfg["windows"]["sr"]).fit(
+                self.take(KDE_ROLE[k["fit_on"]])["mjj"])
+        return self._derived[key]
 
 
-# data.* keys that shape the generators' preprocessing, with their defaults (the original's).
-PREPROCESSING_KEYS = {"pt_rel_transform": "log1m", "jet_phi": "raw", "jet_pt_fraction": False,
-                      "jet_centroid": False, "jet_mass_fraction": False}
+KDE_ROLE = {"sr_data": "data_bkg", "sb_train": "sb_train"}
 
 
-def _setting(d, key):
-    v = d.get(key, PREPROCESSING_KEYS[key])
-    return bool(v) if isinstance(PREPROCESSING_KEYS[key], bool) else v
-
-
-def prepare(cfg, data_dir, progress=True):
-    """Run stage 1 (skips what exists); returns the ``prepared.json`` summary."""
-    data_dir = os.path.abspath(data_dir)
-    info_path = os.path.join(data_dir, "prepared.json")
-    d = cfg["data"]
-    settings = {k: _setting(d, k) for k in PREPROCESSING_KEYS}
-    settings["num_particles"] = int(d["num_particles"])
-    for key, allowed in (("pt_rel_transform", ldata.PT_REL_TRANSFORMS), ("jet_phi", ldata.JET_PHI_MODES)):
-        if settings[key] not in allowed:
-            raise ConfigError(getattr(cfg, "source", None), f"data.{key}",
-                              f"one of {allowed}, got {settings[key]!r}")
-    if os.path.isfile(info_path) and os.path.isfile(os.path.join(data_dir, "roles.npz")):
-        with open(info_path) as f:
-            info = json.load(f)
-        cached = {k: _setting(info["preprocessor"], k) for k in PREPROCESSING_KEYS}
-        cached["num_particles"] = int(info["num_particles"])
-        if cached != settings:
-            diff = {k: (cached[k], settings[k]) for k in settings if cached[k] != settings[k]}
-            raise ValueError(f"{info_path}: prepared with other data settings (cached, config): "
-                             f"{diff}; use another --data-dir or delete {info_path}")
-        return info
-    num_particles = settings["num_particles"]
-    raws = _raw_files(cfg, data_dir, progress)
-    processed = []
-    for index, name, raw in raws:
-        out = _processed_path(data_dir, name, raw, num_particles)
-        if not os.path.isfile(out):
-            ldata.process_file(raw, out, num_particles=num_particles, radius=float(d.get("jet_radius", 1.0)),
-                               source_index=index, chunksize=int(d.get("chunksize", 100_000)),
-                               progress=progress)
-        processed.append(out)
-    parts = [ldata.read_processed(p) for p in processed]
-    arrays = {k: np.concatenate([p[k] for p in parts]) for k in ldata.CACHE_DATASETS}
-    has_extra = d.get("source") == "files" and len(raws) > 1
-    roles = assign_roles(arrays, cfg, has_extra)
-
-    order = np.argsort(arrays["event_id"])
-    sorted_ids = arrays["event_id"][order]
-    train = order[np.searchsorted(sorted_ids, roles["sb_train"])]
-    w = cfg["windows"]
-    pre = ldata.Preprocessor(w.get("mjj_scale", (2300.0, 5000.0)), float(d.get("pt_rel_eps", 1e-6)),
-                             float(d.get("mass_zero_tol", 1e-4)),
-                             **{k: settings[k] for k in PREPROCESSING_KEYS})
-    pre.fit(arrays["jets"][train], arrays["particles"][train], arrays["mask"][train], arrays["mjj"][train])
-    sr, sb = ldata.region_masks(arrays["mjj"], w)
-    info = {"processed": processed, "raw": [r[2] for r in raws], "num_particles": num_particles,
-            "preprocessor": pre.to_dict(), "roles": {k: int(len(v)) for k, v in roles.items()},
-            "events": {"total": int(len(sr)), "sr": int(sr.sum()), "sb": int(sb.sum()),
-                       "sr_background": int((sr & (arrays["label"] == 0)).sum()),
-                       "sr_signal": int((sr & (arrays["label"] == 1)).sum())}}
-    os.makedirs(data_dir, exist_ok=True)
-    tmp = os.path.join(data_dir, "roles.tmp.npz")
-    np.savez(tmp, **roles)
-    os.replace(tmp, os.path.join(data_dir, "roles.npz"))
-    atomic_write_text(info_path, json.dumps(info, indent=1))
-    return info
+def load_prepared(run) -> Prepared:
+    """The run's prepared data, loaded once per process; an error naming the reason if it is
+    missing or was made with other settings (run the prepare stage)."""
+    art = prepared_artifact(run)
+    if not (art.complete() and art.matches()):
+        reason = art.stale_reason() or "missing"
+        raise UsageError(f"{art.path}: prepared data {reason}; run the prepare stage "
+                         "(python -m lhco_fullphase.prepare)")
+    return run.cached(f"prepared/{art.digest}", lambda: Prepared.load(run.data_dir))
 
 
 def main(argv=None):
-    from shared.config import build_parser, config_from_args
-    p = build_parser(__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default=None, help="raw + processed data (default: data.dir or OUT/data)")
-    args = p.parse_args(argv)
-    cfg = config_from_args(args)
-    info = prepare(cfg, data_dir_for(cfg, args.out, args.data_dir))
-    print(json.dumps({"roles": info["roles"], "events": info["events"]}, indent=1))
+    import json
+
+    from lhco_fullphase.schema import SCHEMA
+    from shared.cli import parser
+    from shared.run import Run
+    run = Run.from_args(parser(__doc__.split("\n")[0]).parse_args(argv), SCHEMA)
+    prep = prepare(run)
+    print(json.dumps({"roles": prep.info["roles"], "events": prep.info["events"]}, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    from shared.cli import run_cli
+    run_cli(main)

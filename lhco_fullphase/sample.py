@@ -1,6 +1,8 @@
-"""Stage 3: generate background events with DDIM (+ 2nd order) and write them in physical units.
+"""Stage ``sample``: generate background events with DDIM (+ 2nd order) in physical units.
 
-    python -m lhco_fullphase.sample --config lhco_fullphase/configs/demo.yaml --out runs/lhco [--region sr|sb]
+    python -m lhco_fullphase.sample --config lhco_fullphase/configs/demo.yaml --out runs/lhco
+        [--region sr|sb|both] [--shard K/N]
+    horovodrun -np 4 python -m lhco_fullphase.sample ...    # the chunks spread over 4 ranks
 
 ``sr``: ``generation.num_events`` events at mjj drawn from the SR KDE (``kde``); the synthetic
 background of the weak-supervision scan. ``sb``: one event per ``sb_val`` event (at most
@@ -10,6 +12,12 @@ clipped to [1, P]) fixes its particle mask; then the particles. Set-level jet fe
 preprocessing (``data.jet_pt_fraction`` …) are enforced on the generated particles, and the
 output is ordered like the data: jets by pT, particles by pT_rel (padding last).
 
+The events of a region are cut into fixed chunks of ``generation.chunk_size`` events (default:
+one batch of ``generation.batch_size``), each with the seeds of its batches' global positions,
+so the result does not depend on how the chunks were spread over processes. Chunks are spread
+over the Horovod ranks (or ``--shard K/N``); rank 0 then merges them (making any chunk still
+missing) into the region's file and removes the chunk files.
+
 Output ``OUT/generated/<region>.h5`` (h5py, written atomically; format ``lhco_fullphase/generated-v1``):
 
 * ``jets`` (N, 2, 5) float32 — pT [GeV], η, φ, m [GeV], N (= number of generated particles);
@@ -17,7 +25,8 @@ Output ``OUT/generated/<region>.h5`` (h5py, written atomically; format ``lhco_fu
 * ``particles`` (N, 2, P, 3) float32 — pT_rel = pT/pT_jet, Δη, Δφ; pT-ordered, 0 at padding
 * ``mask`` (N, 2, P) bool, ``mjj`` (N,) float64 [GeV]
 * ``sb_event_id`` (N,) int64 (region sb only): the true event whose mjj was used
-* attributes: region, steps, second_order, seed, use_ema, jet_features, particle_features.
+* attributes: region, steps, second_order, seed, use_ema, clip, n_clipped, enforce_mjj,
+  jet_features, particle_features.
 
 Values are the inverse preprocessing of what the networks produced; only network-space values
 beyond ±``generation.clip`` standard deviations (default 30: failed samples, e.g. of an
@@ -26,38 +35,37 @@ can fall slightly outside [0, 1].
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
+import math
+import shutil
 
-import h5py
 import numpy as np
-from tqdm.auto import tqdm
 
-from lhco_fullphase import data as ldata
-from lhco_fullphase.prepare import Prepared, data_dir_for
-from lhco_fullphase.train import load_generator
+from lhco_fullphase import artifacts
+from lhco_fullphase.prepare import KDE_ROLE, load_prepared, prepare
+from lhco_fullphase.schema import PARTS, REGIONS
 
-GENERATED_FORMAT = "lhco_fullphase/generated-v1"
-REGIONS = ("sr", "sb")
-
-
-def generated_path(out, region):
-    return os.path.join(out, "generated", f"{region}.h5")
+GENERATION_KEYS = ("seed", "generation.ddim_steps", "generation.second_order",
+                   "generation.batch_size", "generation.seed", "generation.use_ema",
+                   "generation.enforce_mjj", "generation.clip")
+BATCH_SEED_STRIDE = 7919   # batch k of a region draws its noise with seed + 7919·k
 
 
 def generate_events(model, pre, mjj, steps, second_order, batch_size, seed, clip=30.0, progress=True,
-                    enforce_mjj=False):
+                    enforce_mjj=False, first_batch=0):
     """Physical jets/particles/mask for the given mjj values (GeV) and the number of
-    network-space values clipped to [−clip, clip].
+    network-space values clipped to [−clip, clip]. Batch k (counted from ``first_batch``, its
+    position in the whole region) uses the seeds ``seed + 7919·k`` (+1).
 
     ``enforce_mjj``: scale both jets' pT and m by mjj / m(j₀ + j₁), so that the generated jets
     have exactly the dijet mass they were generated at (η, φ, N and the particles, which are
     relative to the jet, are unchanged)."""
+    from tqdm.auto import tqdm
+
+    from lhco_fullphase.events import dijet_mass, sort_by_pt
     p = model.num_particles
     chunks, n_clipped = [], 0
     for k, lo in enumerate(tqdm(range(0, len(mjj), batch_size), desc="generate", unit="batch",
-                                disable=not progress)):
+                                disable=not progress), start=int(first_batch)):
         m = np.asarray(mjj[lo:lo + batch_size], np.float64)
         mx = pre.scale_mjj(m).astype(np.float32)
 
@@ -66,101 +74,178 @@ def generate_events(model, pre, mjj, steps, second_order, batch_size, seed, clip
             jets, _, _ = pre.inverse(jx, np.zeros(jx.shape[:2] + (p, 3)), np.zeros(jx.shape[:2] + (p,), bool), mx)
             return np.rint(jets[..., 4])
 
-        g = model.sample(mx, n_from_jets, steps, second_order=second_order, seed=seed + 7919 * k)
+        s = seed + BATCH_SEED_STRIDE * k
+        g = model.sample(mx, n_from_jets, steps, second_order=second_order, seed=s)
         for key in ("jets", "particles"):
             bad = ~(np.abs(g[key]) <= clip)
             n_clipped += int(bad.sum())
             g[key] = np.clip(np.nan_to_num(g[key]), -clip, clip)
-        jets, parts, mjj_back = pre.inverse(g["jets"], g["particles"], g["mask"], mx,
-                                            rng=np.random.default_rng(seed + 7919 * k + 1))
+        jets, parts, _ = pre.inverse(g["jets"], g["particles"], g["mask"], mx,
+                                     rng=np.random.default_rng(s + 1))
         jets[..., 4] = g["mask"].sum(-1)
         if enforce_mjj:
-            have = ldata.dijet_mass(jets)
+            have = dijet_mass(jets)
             scale = np.where(have > 0, m / np.where(have > 0, have, 1.0), 1.0)
             jets[..., [0, 3]] *= scale[:, None, None]
-        jets, parts, mask = ldata.sort_by_pt(jets, parts, g["mask"])
+        jets, parts, mask = sort_by_pt(jets, parts, g["mask"])
         chunks.append({"jets": jets.astype(np.float32), "particles": parts.astype(np.float32),
                        "mask": mask, "mjj": m})
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}, n_clipped
 
 
-def write_generated(path, arrays, attrs):
-    """Atomic HDF5 write of generated events (layout in the module doc)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".h5.tmp", dir=os.path.dirname(path))
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as h5:
-            for k, v in arrays.items():
-                h5.create_dataset(k, data=v, compression="gzip" if k == "particles" else None)
-            h5.attrs.update({"format": GENERATED_FORMAT, "jet_features": json.dumps(ldata.JET_FEATURES),
-                             "particle_features": json.dumps(ldata.PARTICLE_FEATURES),
-                             **{k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
-                                for k, v in attrs.items()}})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+# ---------------------------------------------------------------------------------------------
+# the region's events: mjj values, chunks, fingerprints
+# ---------------------------------------------------------------------------------------------
+
+def region_seed(run, region) -> int:
+    base = run.key("generation.seed")
+    return int(run.key("seed") if base is None else base) + (0 if region == "sr" else 100)
 
 
-def read_generated(path):
-    """Arrays of a generated file (+ ``attrs``); clear error if it is not one."""
-    from shared.data.errors import DataFormatError
-    if not os.path.isfile(path):
-        raise DataFormatError(path, "file", "not found (run lhco_fullphase.sample)")
-    with h5py.File(path, "r") as h5:
-        if h5.attrs.get("format") != GENERATED_FORMAT:
-            raise DataFormatError(path, "format", f"not a {GENERATED_FORMAT} file")
-        out = {k: h5[k][()] for k in h5.keys()}
-        out["attrs"] = dict(h5.attrs)
-    for k in ("jets", "particles", "mask", "mjj"):
-        if k not in out:
-            raise DataFormatError(path, k, "missing dataset")
-    return out
-
-
-def sample_region(cfg, out, region, data_dir=None, progress=True):
-    """Generate one region's events (skips if the file exists); returns the path."""
-    if region not in REGIONS:
-        raise ValueError(f"--region: {region!r} not in {REGIONS}")
-    path = generated_path(out, region)
-    if os.path.isfile(path):
-        return path
-    g = cfg["generation"]
-    seed = int(g.get("seed", cfg.get("seed", 0))) + (0 if region == "sr" else 100)
-    prep = Prepared(data_dir_for(cfg, out, data_dir))
-    extra = {}
+def num_events(run, region, prep) -> int:
     if region == "sr":
-        mjj = prep.kde(cfg).sample_sr_mjj(int(g["num_events"]), seed)
-    else:
+        return int(run.key("generation.num_events"))
+    n_val = int(prep.info["roles"]["sb_val"])
+    return min(int(run.key("generation.num_sb_events", n_val)), n_val)
+
+
+def region_mjj(run, region, prep) -> dict:
+    """The mjj values (GeV) a region is generated at (+ ``sb_event_id`` for sb)."""
+    def make():
+        n = num_events(run, region, prep)
+        if region == "sr":
+            return {"mjj": prep.kde(run.cfg).sample_sr_mjj(n, region_seed(run, region))}
         val = prep.take("sb_val")
-        n = min(int(g.get("num_sb_events", len(val["mjj"]))), len(val["mjj"]))
-        mjj = val["mjj"][:n]
-        extra["sb_event_id"] = val["event_id"][:n]
-    model = load_generator(cfg, out, prep.pre)
-    arrays, n_clipped = generate_events(model, prep.pre, mjj, int(g["ddim_steps"]),
-                                        bool(g.get("second_order", True)), int(g.get("batch_size", 1000)),
-                                        seed, float(g.get("clip", 30.0)), progress,
-                                        bool(g.get("enforce_mjj", False)))
-    arrays.update(extra)
-    write_generated(path, arrays, {"region": region, "steps": int(g["ddim_steps"]),
-                                   "second_order": bool(g.get("second_order", True)), "seed": seed,
-                                   "use_ema": bool(g.get("use_ema", True)), "n_clipped": n_clipped,
-                                   "clip": float(g.get("clip", 30.0)),
-                                   "enforce_mjj": bool(g.get("enforce_mjj", False))})
-    return path
+        return {"mjj": val["mjj"][:n], "sb_event_id": val["event_id"][:n]}
+    return run.cached(f"mjj/{region}/{generated_artifact(run, region, prep).digest}", make)
+
+
+def chunks(run, region, prep) -> list[tuple[int, int, int]]:
+    """The region's work units (chunk, lo, hi), in order."""
+    n = num_events(run, region, prep)
+    size = int(run.key("generation.chunk_size") or run.key("generation.batch_size"))
+    return [(c, c * size, min((c + 1) * size, n)) for c in range(math.ceil(n / size))]
+
+
+def generated_artifact(run, region, prep=None, chunk=None):
+    """The region's generated file (``chunk=(c, lo, hi)``: one work unit): made from both
+    generator parts, the events whose mjj it uses and the generation settings."""
+    from lhco_fullphase.train import generator_artifact
+    prep = prep or load_prepared(run)
+    keys = [*GENERATION_KEYS]
+    if region == "sr":
+        keys += ["generation.num_events", "kde", "windows.sr"]
+        used = prep.fingerprint(KDE_ROLE[run.key("kde.fit_on")])
+    else:
+        keys += ["generation.num_sb_events"]
+        used = prep.fingerprint("sb_val")
+    extra = {"region": region, "prepared": used}
+    if chunk is not None:
+        extra["events"] = [int(chunk[1]), int(chunk[2])]
+        path = artifacts.generated_unit_path(run.out, region, chunk[0])
+    else:
+        path = artifacts.generated_path(run.out, region)
+    return run.artifact(path, config=keys, extra=extra,
+                        upstream={part: generator_artifact(run, part, prep) for part in PARTS})
+
+
+def generation_attrs(run, region, n_clipped) -> dict:
+    g = run.cfg["generation"]
+    return {"region": region, "steps": int(g["ddim_steps"]), "second_order": bool(g["second_order"]),
+            "seed": region_seed(run, region), "use_ema": bool(g["use_ema"]), "n_clipped": int(n_clipped),
+            "clip": float(g["clip"]), "enforce_mjj": bool(g["enforce_mjj"])}
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage
+# ---------------------------------------------------------------------------------------------
+
+def compute_chunk(run, region, chunk, prep) -> None:
+    """Generate one work unit and write it with its fingerprint."""
+    from lhco_fullphase.train import load_generator
+    g = run.cfg["generation"]
+    c, lo, hi = chunk
+    mjj = region_mjj(run, region, prep)
+    arrays, n_clipped = generate_events(
+        load_generator(run, prep), prep.pre, mjj["mjj"][lo:hi], int(g["ddim_steps"]),
+        bool(g["second_order"]), int(g["batch_size"]), region_seed(run, region), float(g["clip"]),
+        progress=False, enforce_mjj=bool(g["enforce_mjj"]), first_batch=lo // int(g["batch_size"]))
+    if "sb_event_id" in mjj:
+        arrays["sb_event_id"] = mjj["sb_event_id"][lo:hi]
+    art = generated_artifact(run, region, prep, chunk)
+    artifacts.write_generated_unit(art.path, arrays, n_clipped)
+    art.record()
+
+
+def merge(run, region, prep) -> None:
+    """Rank 0: the region's chunks (any still missing made here) → ``generated/<region>.h5``;
+    the chunk files are removed afterwards."""
+    units = chunks(run, region, prep)
+    parts = []
+    for chunk in units:
+        art = generated_artifact(run, region, prep, chunk)
+        if not (art.complete() and art.matches()):
+            compute_chunk(run, region, chunk, prep)
+        parts.append(artifacts.read_generated_unit(art.path))
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "n_clipped"}
+    n_clipped = sum(int(p["n_clipped"]) for p in parts)
+    art = generated_artifact(run, region, prep)
+    artifacts.write_generated(art.path, arrays, generation_attrs(run, region, n_clipped))
+    art.record()
+    shutil.rmtree(artifacts.generated_units_dir(run.out, region), ignore_errors=True)
+    run.log(f"generated/{region}.h5: {len(arrays['mjj'])} events ({n_clipped} values clipped)")
+
+
+def sample(run, regions=REGIONS) -> dict | None:
+    """Generate the requested regions: this process's share of the chunks, then (without
+    ``--shard``) rank 0 merges. Returns {region: path} of the merged files (rank 0)."""
+    from tqdm.auto import tqdm
+
+    from shared.run import my_units
+    prep = load_prepared(run)
+    todo, done = [], {}
+    for region in regions:
+        art = generated_artifact(run, region, prep)
+        if run.is_root and art.path.exists() and not art.fresh():
+            run.log(f"generated/{region}.h5: {art.stale_reason()}; making it again")
+        if art.fresh():
+            run.log(f"generated/{region}.h5: up to date")
+            done[region] = art.path
+            continue
+        for chunk in my_units(run, chunks(run, region, prep)):
+            unit = generated_artifact(run, region, prep, chunk)
+            if run.resume == "never" or not (unit.complete() and unit.matches()):
+                todo.append((region, chunk))
+    for region, chunk in tqdm(todo, desc="generate (chunks)", disable=not run.progress or not todo):
+        compute_chunk(run, region, chunk, prep)
+    if run.shard is not None:
+        run.log(f"shard {run.shard[0]}/{run.shard[1]}: {len(todo)} chunk(s) generated")
+        return None
+    run.ctx.barrier()
+    if run.is_root:
+        for region in regions:
+            if region not in done:
+                merge(run, region, prep)
+                done[region] = artifacts.generated_path(run.out, region)
+    run.ctx.barrier()
+    return done if run.is_root else None
 
 
 def main(argv=None):
-    from shared.config import build_parser, config_from_args
-    p = build_parser(__doc__.split("\n")[0])
-    p.add_argument("--region", default="sr", choices=REGIONS + ("both",))
-    p.add_argument("--data-dir", default=None)
+    from lhco_fullphase.schema import SCHEMA
+    from shared.cli import add_shard_argument, parser
+    from shared.run import Run
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--region", default="sr", choices=REGIONS + ("both",),
+                   help="sr (default), sb or both")
+    add_shard_argument(p)
     args = p.parse_args(argv)
-    cfg = config_from_args(args)
-    for r in (REGIONS if args.region == "both" else (args.region,)):
-        print(sample_region(cfg, args.out, r, args.data_dir))
+    run = Run.from_args(args, SCHEMA)
+    run.root_only(prepare)
+    for region, path in (sample(run, REGIONS if args.region == "both" else (args.region,)) or {}).items():
+        run.log(f"{region}: {path}")
 
 
 if __name__ == "__main__":
-    main()
+    from shared.cli import run_cli
+    run_cli(main)

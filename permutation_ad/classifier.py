@@ -12,7 +12,6 @@ import numpy as np
 import tensorflow as tf
 
 from shared import layers as shared_layers
-from shared.config import atomic_savez
 
 
 class SetClassifier(keras.Model):
@@ -44,57 +43,3 @@ class SetClassifier(keras.Model):
                              tf.constant(np.asarray(mask[sl], np.float32)),
                              tf.constant(jets[sl], tf.float32)], training=False).numpy()[:, 0])
         return np.concatenate(out).astype(np.float64)
-
-
-def train_classifier(cfg, out, data_dir, ctx=None):
-    """Train on the QCD/top training samples (val for early stopping); write
-    ``OUT/classifier/predictions.npz`` (prob_qcd, prob_top on the test jets). Skips if present."""
-    import os
-
-    from permutation_ad import data as pdata
-    from shared.checkpoint import find_checkpoint, load_checkpoint
-    from shared.distributed import get_context
-    from shared.seeding import set_seeds
-    from shared.training import TRAINER_DEFAULTS, Trainer
-
-    workdir = os.path.join(out, "classifier")
-    pred_path = os.path.join(workdir, "predictions.npz")
-    if os.path.exists(pred_path):
-        return pred_path
-    ctx = ctx or get_context()
-    ccfg = dict(cfg["classifier"])
-    set_seeds(int(cfg.get("seed", 0)) + 4242)
-
-    def both(split):
-        q, t = pdata.load_split(data_dir, "qcd", split), pdata.load_split(data_dir, "top", split)
-        return {k: np.concatenate([q[k], t[k]]) for k in q}
-
-    train, val = both("train"), both("val")
-    names = list(cfg["data"].get("jet_features", ["eta", "mass", "n"]))
-    std = pdata.Standardizer.fit(train["constituents"], train["mask"], train["jets"])
-
-    def prep(d):
-        c, j = std.transform(d["constituents"], d["mask"], d["jets"])
-        return {"constituents": c, "mask": d["mask"].astype(np.float32), "jets": j,
-                "label": d["label"].astype(np.float32)}
-
-    model = SetClassifier(train["constituents"].shape[-1], len(names), ccfg)
-    P = train["constituents"].shape[1]
-    model([np.zeros((1, P, 3), np.float32), np.ones((1, P), np.float32), np.zeros((1, len(names)), np.float32)])
-    tcfg = {k: v for k, v in ccfg.items() if k in TRAINER_DEFAULTS}
-    tcfg.setdefault("seed", int(cfg.get("seed", 0)))
-    trainer = Trainer(model, tcfg, workdir, ctx=ctx, extra_state={"standardizer": std.to_dict()})
-    trainer.fit(prep(train), prep(val))
-    ckpt = os.path.join(workdir, "checkpoints", "best")
-    if find_checkpoint(ckpt) is None:
-        ckpt = os.path.join(workdir, "checkpoints", "last")
-    load_checkpoint(ckpt, model, use_ema=find_checkpoint(ckpt) is not None
-                    and os.path.exists(os.path.join(find_checkpoint(ckpt), "ema.npz")))
-    probs = {}
-    for s in ("qcd", "top"):
-        d = prep(pdata.load_split(data_dir, s, "test"))
-        probs[f"prob_{s}"] = model.predict_proba(d["constituents"], d["mask"], d["jets"])
-    if ctx.is_root:
-        std.save_json(os.path.join(workdir, "standardizer.json"))
-        atomic_savez(pred_path, num_weights=np.asarray(model.net.count_params()), **probs)
-    return pred_path

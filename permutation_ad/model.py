@@ -31,11 +31,6 @@ def _as_one_element_set(vector_net, num_features):
     return keras.Model([x, t, mask], out, name="jet_score_set_net")
 
 
-def make_sde(cfg):
-    """SDE from config ``{name: vpsde|cosine_logsnr, ...}`` (paper: VP-SDE, β 0.1 → 20)."""
-    return shared_sde.make_sde(dict(cfg or {"name": "vpsde"}))
-
-
 class JetDensityModel(keras.Model):
     """Particle + jet score nets; ``compute_batch_loss`` is the Trainer contract."""
 
@@ -45,7 +40,7 @@ class JetDensityModel(keras.Model):
         self.cfg = cfg
         self.num_particles = int(num_particles)
         self.num_jet_features = int(num_jet_features)
-        self.sde = make_sde(cfg.get("sde"))
+        self.sde = shared_sde.make_sde(dict(cfg.get("sde") or {"name": "vpsde"}))
         self.weighting = cfg.get("weighting", "standard")
         if self.weighting not in ("standard", "likelihood"):
             raise ValueError(f"config field 'model.weighting': {self.weighting!r} (standard|likelihood)")
@@ -59,7 +54,7 @@ class JetDensityModel(keras.Model):
         self.jet_net = _as_one_element_set(shared_layers.build_vector_score_net(
             num_features=num_jet_features, cond_dim=0, width=j["width"], num_blocks=j["num_blocks"],
             gaussian_skip=skip, name="jet_score_net"), num_jet_features)
-        # dequantisation of the multiplicity column, in standardised units (see data.py)
+        # dequantisation of the multiplicity column, in standardised units (see features.py)
         dq = np.zeros((num_jet_features,), np.float32)
         if n_column is not None:
             dq[n_column] = n_bin_width
@@ -99,28 +94,27 @@ class JetDensityModel(keras.Model):
 
         return particle_eps, jet_eps
 
-    def log_likelihood(self, constituents, mask, jets, standardizer=None, lik_cfg=None, seed=None):
+    def log_likelihood(self, constituents, mask, jets, preprocessor=None, options=None, seed=None):
         """Per-jet log-likelihood parts (run with EMA weights loaded).
 
-        Returns dict(logp_jet, logp_particles, logp (sum), n (real particles), nfe_jet,
-        nfe_particles, seconds); all log densities in physical units when ``standardizer`` is
-        given (its log|Jacobian| added), else in standardised units.
+        ``options``: :class:`shared.diffusion.likelihood.LikelihoodOptions` (default settings
+        if None). Returns dict(logp_jet, logp_particles, logp (sum), n (real particles),
+        nfe_jet, nfe_particles, seconds); all log densities in physical units when
+        ``preprocessor`` is given (its log|Jacobian| added), else in standardised units.
         """
-        lik_cfg = dict(lik_cfg or {})
-        lik_cfg.pop("num_jets", None)
-        lik_cfg.pop("permutation", None)
+        options = options or shared_likelihood.LikelihoodOptions()
         part_eps, jet_eps = self.eps_fns()
         start = time.time()
         mask = np.asarray(mask, np.float32)
         jx, jmask = jets[:, None, :].astype(np.float32), np.ones((len(jets), 1), np.float32)
-        rj = shared_likelihood.log_likelihood(jet_eps, jx, jmask, None, self.sde, seed=seed, **lik_cfg)
+        rj = shared_likelihood.log_likelihood(jet_eps, jx, jmask, None, self.sde, seed=seed, options=options)
         rp = shared_likelihood.log_likelihood(part_eps, np.asarray(constituents, np.float32), mask,
                                               np.asarray(jets, np.float32), self.sde,
-                                              seed=None if seed is None else seed + 1, **lik_cfg)
+                                              seed=None if seed is None else seed + 1, options=options)
         lj, lp = np.asarray(rj.logp, np.float64), np.asarray(rp.logp, np.float64)
-        if standardizer is not None:
-            lj = lj + standardizer.log_jacobian_jets()
-            lp = lp + standardizer.log_jacobian_particles(mask)
+        if preprocessor is not None:
+            lj = lj + preprocessor.log_jacobian_jets()
+            lp = lp + preprocessor.log_jacobian_particles(mask)
         return {"logp_jet": lj, "logp_particles": lp, "logp": lj + lp, "n": mask.sum(1),
                 "nfe_jet": int(rj.nfe), "nfe_particles": int(rp.nfe), "seconds": time.time() - start}
 

@@ -1,16 +1,10 @@
-"""Fig. 2: anomaly score −log p(jet)/N of QCD, top and Z′ test jets, QCD-trained densities."""
-import os
-import sys
+"""Fig. 2: anomaly score −log p(jet)/N of QCD, top and Z′ test jets, QCD-trained densities.
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _pad_figs as F  # noqa: E402
+    python plots/fig2_scores_qcd.py --run OUT [--out STEM]
 
-
-def main(argv=None):
-    a = F.parse(__doc__, "fig2_scores_qcd", argv)
-    return F.score_hist(a.run, "qcd", "nll_per_particle", r"Anomaly score $-\log p(x)/N$", a.out,
-                        "Trained on QCD jets (stand-in data)")
-
+Thin wrapper around ``permutation_ad.figures.fig2_scores_qcd``.
+"""
+from permutation_ad.figures import cli
 
 if __name__ == "__main__":
-    print(main())
+    cli("fig2_scores_qcd")

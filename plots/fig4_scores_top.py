@@ -1,16 +1,10 @@
-"""Fig. 4: anomaly score −log p(jet)/N of QCD, top and Z′ test jets, top-trained densities."""
-import os
-import sys
+"""Fig. 4: anomaly score −log p(jet)/N of QCD, top and Z′ test jets, top-trained densities.
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _pad_figs as F  # noqa: E402
+    python plots/fig4_scores_top.py --run OUT [--out STEM]
 
-
-def main(argv=None):
-    a = F.parse(__doc__, "fig4_scores_top", argv)
-    return F.score_hist(a.run, "top", "nll_per_particle", r"Anomaly score $-\log p(x)/N$", a.out,
-                        "Trained on top jets (stand-in data)")
-
+Thin wrapper around ``permutation_ad.figures.fig4_scores_top``.
+"""
+from permutation_ad.figures import cli
 
 if __name__ == "__main__":
-    print(main())
+    cli("fig4_scores_top")

@@ -1,59 +1,57 @@
-"""Draw SIC curves (ε_s/√ε_b vs ε_s) from saved prediction files of EITHER package.
+"""SIC plots for both packages, as users of either original expect.
 
-Prediction file format (``.npz``): for every method ``M`` two 1-D arrays of equal length,
-``scores_M`` (higher = more signal-like) and ``labels_M`` (1 = signal, 0 = background).
-Optional 0-d string array ``title``. Each method becomes one curve. SIC is left empty where
-fewer than ``--min-background`` background events pass the cut (default 10).
+Two modes, chosen by what you give it:
 
-    python plots/plot_sic.py runs/demo/predictions/sic_top.npz --out runs/demo/plots/sic
+* prediction files (``.npz``, any package): SIC curves ε_s/√ε_b vs ε_s, one curve per method in
+  each file (format: arrays ``scores_<M>`` and ``labels_<M>``, see ``shared.plotting``)::
+
+      python plots/plot_sic.py runs/demo/predictions/sic_top.npz --out sic
+
+* an lhco_fullphase run folder (as LHCO_diffusion's ``plot_sic.py``): median max SIC and AUC
+  against the injected signal with 68 % bands over the initialisations (Fig. 7)::
+
+      python plots/plot_sic.py runs/lhco [--out STEM]
+
+SIC is left empty where fewer than ``--min-background`` background events pass.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-
-
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
-from shared import metrics, plotting  # noqa: E402
-from shared.plotting import load_predictions, save_predictions  # noqa: E402,F401
-
-
-def plot_sic(files, out_stem, min_background=10, labels=None, ax=None, styles=None):
-    """Draw every method of every file; returns the saved paths (or None when ``ax`` given)."""
-    own = ax is None
-    if own:
-        fig, ax = plotting.figure()
-    for i, f in enumerate(files):
-        prefix = (labels[i] + ": ") if labels else ""
-        for n, (lab, sc) in load_predictions(f).items():
-            eff_s, sic = metrics.sic_curve(lab, sc, min_background=min_background)
-            kw = (styles or {}).get(n, {})
-            ax.plot(eff_s, sic, label=kw.pop("label", prefix + n.replace("_", " ")), **kw)
-    ax.axhline(1.0, color="gray", ls=":", lw=1)
-    ax.set_xlabel(r"Signal efficiency $\epsilon_s$")
-    ax.set_ylabel(r"SIC = $\epsilon_s\,/\,\epsilon_b^{1/2}$")
-    ax.set_xlim(0, 1)
-    ax.relim()  # several calls may draw into one axes: rescale to everything drawn so far
-    ax.autoscale(enable=True, axis="y")
-    ax.set_ylim(bottom=0)
-    ax.legend(frameon=False)
-    plotting.label_plot(ax, f"SIC empty where < {min_background} background events pass")
-    return plotting.save(fig, out_stem) if own else None
+from pathlib import Path
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("files", nargs="+", help="prediction .npz files (format in the module doc)")
-    p.add_argument("--out", required=True, help="output path stem; writes .png and .pdf")
-    p.add_argument("--labels", nargs="*", help="one legend prefix per file")
-    p.add_argument("--min-background", type=int, default=10)
-    a = p.parse_args(argv)
-    if a.labels and len(a.labels) != len(a.files):
-        p.error("--labels needs one entry per file")
-    for path in plot_sic(a.files, a.out, a.min_background, a.labels):
-        print(path)
+    from shared.cli import run_cli
+    from shared.errors import UsageError
+
+    def _main(args):
+        p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("inputs", nargs="+", help="prediction .npz files, or ONE lhco_fullphase run folder")
+        p.add_argument("--out", default=None, help="output path stem; writes .png and .pdf "
+                       "(default for a run folder: RUN/plots/lhco_fig7_scan)")
+        p.add_argument("--labels", nargs="*", help="one legend prefix per prediction file")
+        p.add_argument("--min-background", type=int, default=10)
+        a = p.parse_args(args)
+        folders = [Path(x) for x in a.inputs if Path(x).is_dir()]
+        if folders:
+            if len(a.inputs) != 1:
+                raise UsageError("give either prediction files or one lhco_fullphase run folder")
+            from lhco_fullphase.figures import lhco_fig7_scan
+            paths = lhco_fig7_scan(folders[0].resolve(), a.out)
+        else:
+            if a.out is None:
+                raise UsageError("--out is required with prediction files")
+            if a.labels and len(a.labels) != len(a.inputs):
+                raise UsageError("--labels needs one entry per file")
+            from shared.plotting import plot_sic
+            paths = plot_sic(a.inputs, a.out, a.min_background, a.labels)
+        for path in paths:
+            print(path)
+
+    run_cli(_main, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,10 +7,13 @@ A checkpoint is a folder::
     ema.npz         EMA copies of the trainable weights (absent if EMA is off)
     state.json      epoch, best_val_loss, bad_epochs, history, ..., extra_state, variable shapes
 
-It is written into a temporary sibling folder and moved into place with ``os.replace``; an
-existing checkpoint of the same name is first renamed to ``<name>.prev`` and removed only after
-the new one is in place, so a crash at any moment leaves a complete ``<name>`` or
-``<name>.prev`` (which :func:`find_checkpoint` falls back to).
+Rotation (:func:`save_checkpoint`) survives a crash at any single point: the new checkpoint is
+written completely into a temporary sibling ``.<name>.tmp-*``; then, only if a complete
+``<name>`` exists, the old ``<name>.prev`` is removed and ``<name>`` becomes ``<name>.prev``; the
+new one is moved to ``<name>``; finally ``<name>.prev`` is removed. At every moment ``<name>`` or
+``<name>.prev`` is complete, and :func:`load_checkpoint` falls back from a missing or unreadable
+``<name>`` to ``<name>.prev`` with a warning (the Trainer then tries ``best``). Leftover
+temporary folders of an interrupted save are removed by the next save.
 """
 from __future__ import annotations
 
@@ -18,19 +21,22 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from shared.errors import CheckpointError
+from shared.io import dir_mode, file_mode
+
 STATE_FILE = "state.json"
+# the last resume point written by this process (named on Ctrl-C by shared.cli)
+LAST_SAVED: list[str] = []
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not match the model."""
-
-    def __init__(self, path, field, message):
-        super().__init__(f"{path}: {field}: {message}")
-        self.path, self.field = str(path), field
+def _fault_point(step: str) -> None:
+    """No-op; tests replace it to simulate a kill at each step of the rotation."""
 
 
 def _values(variables):
@@ -42,13 +48,14 @@ def _save_npz(path: Path, arrays) -> None:
         np.savez(fh, **{f"a{i:05d}": a for i, a in enumerate(arrays)})
         fh.flush()
         os.fsync(fh.fileno())
+    os.chmod(path, file_mode())
 
 
 def _load_npz(path: Path) -> list[np.ndarray]:
     try:
         with np.load(path) as data:
             return [data[k] for k in sorted(data.files)]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise CheckpointError(path.parent, path.name, f"cannot read: {exc}") from None
 
 
@@ -60,11 +67,36 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def prev_path(directory) -> Path:
+    """The ``<name>.prev`` sibling that holds the previous checkpoint during a rotation."""
+    directory = Path(directory)
+    return directory.with_name(directory.name + ".prev")
+
+
+def _is_complete(directory: Path) -> bool:
+    return (directory / STATE_FILE).is_file() and (directory / "weights.npz").is_file()
+
+
 def save_checkpoint(directory, model, optimizer=None, ema_variables=None, state=None,
-                    extra_state=None) -> Path:
-    """Write a checkpoint folder atomically; returns its path. Call on rank 0 only."""
+                    extra_state=None, resume_point=True) -> Path:
+    """Write a checkpoint folder with the crash-safe rotation of the module doc; returns its
+    path. Call on rank 0 only. ``resume_point=False`` (e.g. ``best``) keeps it out of
+    :data:`LAST_SAVED`, the folder named on Ctrl-C."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    for stale in directory.parent.glob(f".{directory.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         weights = _values(model.weights)
@@ -85,25 +117,38 @@ def save_checkpoint(directory, model, optimizer=None, ema_variables=None, state=
             json.dump(payload, fh, indent=1, default=_json_default)
             fh.flush()
             os.fsync(fh.fileno())
-        prev = directory.with_name(directory.name + ".prev")
-        if prev.exists():
-            shutil.rmtree(prev)
-        if directory.exists():
-            os.replace(directory, prev)
-        os.replace(tmp, directory)
-        if prev.exists():
-            shutil.rmtree(prev)
+        os.chmod(tmp / STATE_FILE, file_mode())
+        os.chmod(tmp, dir_mode())
+        _fsync_dir(tmp)
+        _fault_point("written")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    prev = prev_path(directory)
+    if _is_complete(directory):
+        # only now may the previous checkpoint go: <name> itself is complete
+        if prev.exists():
+            shutil.rmtree(prev)
+        _fault_point("prev_removed")
+        os.replace(directory, prev)
+        _fault_point("moved_to_prev")
+    elif directory.exists():
+        shutil.rmtree(directory)   # incomplete: not written by this function
+    os.replace(tmp, directory)
+    _fsync_dir(directory.parent)
+    _fault_point("moved_in")
+    if prev.exists():
+        shutil.rmtree(prev)
+    if resume_point:
+        LAST_SAVED[:] = [str(directory)]
     return directory
 
 
 def find_checkpoint(directory) -> Path | None:
     """``directory`` if it holds a complete checkpoint, else its ``.prev`` copy, else None."""
     directory = Path(directory)
-    for cand in (directory, directory.with_name(directory.name + ".prev")):
-        if (cand / STATE_FILE).is_file() and (cand / "weights.npz").is_file():
+    for cand in (directory, prev_path(directory)):
+        if _is_complete(cand):
             return cand
     return None
 
@@ -125,16 +170,34 @@ def load_extra_state(workdir, which: str = "last"):
     return None if ckpt is None else read_state(ckpt).get("extra_state")
 
 
+class ArchitectureMismatch(CheckpointError):
+    """The checkpoint holds variables of another architecture (falling back would not help)."""
+
+
 def _assign(variables, arrays, path, field):
     variables = list(variables)
     if len(variables) != len(arrays):
-        raise CheckpointError(path, field, f"holds {len(arrays)} arrays, the model has "
+        raise ArchitectureMismatch(path, field, f"holds {len(arrays)} arrays, the model has "
                               f"{len(variables)} variables (different architecture?)")
     for i, (var, arr) in enumerate(zip(variables, arrays)):
         if tuple(var.shape) != tuple(arr.shape):
-            raise CheckpointError(path, field, f"variable {i} ({getattr(var, 'path', var.name)}) "
+            raise ArchitectureMismatch(path, field, f"variable {i} ({getattr(var, 'path', var.name)}) "
                                   f"has shape {tuple(var.shape)}, checkpoint {arr.shape}")
         var.assign(arr)
+
+
+def _read(directory: Path, weights: bool, ema: bool, optimizer: bool) -> dict:
+    """Everything needed from one checkpoint folder, read and parsed (CheckpointError if not)."""
+    out = {"state": read_state(directory)}
+    if weights:
+        out["weights"] = _load_npz(directory / "weights.npz")
+    for name, wanted, missing in (("ema", ema, "missing (EMA was off in training)"),
+                                  ("optimizer", optimizer, "missing")):
+        if wanted:
+            if not (directory / f"{name}.npz").is_file():
+                raise CheckpointError(directory, f"{name}.npz", missing)
+            out[name] = _load_npz(directory / f"{name}.npz")
+    return out
 
 
 def load_checkpoint(directory, model=None, optimizer=None, ema_variables=None,
@@ -143,32 +206,38 @@ def load_checkpoint(directory, model=None, optimizer=None, ema_variables=None,
 
     ``use_ema=True`` loads the EMA weights into the model's trainable variables (evaluation).
     The optimizer must already be built (``optimizer.build(model.trainable_variables)``).
+    A missing or unreadable ``directory`` falls back to its ``.prev`` copy with a warning; a
+    checkpoint of another architecture is an error.
     """
     directory = Path(directory)
-    found = find_checkpoint(directory)
-    if found is None:
+    candidates = [c for c in (directory, prev_path(directory)) if _is_complete(c)]
+    if not candidates:
         raise CheckpointError(directory, STATE_FILE, "no complete checkpoint here")
-    directory = found
-    state = read_state(directory)
+    error = data = None
+    for cand in candidates:
+        try:
+            data = _read(cand, model is not None,
+                         ema_variables is not None or (model is not None and use_ema),
+                         optimizer is not None)
+            break
+        except CheckpointError as exc:
+            error = exc
+    if data is None:
+        raise error
+    if error is not None:
+        warnings.warn(f"checkpoint {error}; using {cand} instead", stacklevel=2)
     if model is not None:
-        _assign(model.weights, _load_npz(directory / "weights.npz"), directory, "weights.npz")
+        _assign(model.weights, data["weights"], cand, "weights.npz")
         if use_ema:
-            if not (directory / "ema.npz").is_file():
-                raise CheckpointError(directory, "ema.npz", "missing (EMA was off in training)")
-            _assign(model.trainable_variables, _load_npz(directory / "ema.npz"), directory,
-                    "ema.npz")
+            _assign(model.trainable_variables, data["ema"], cand, "ema.npz")
     if optimizer is not None:
-        if not (directory / "optimizer.npz").is_file():
-            raise CheckpointError(directory, "optimizer.npz", "missing")
-        _assign(optimizer.variables, _load_npz(directory / "optimizer.npz"), directory,
-                "optimizer.npz")
+        _assign(optimizer.variables, data["optimizer"], cand, "optimizer.npz")
     if ema_variables is not None:
-        if not (directory / "ema.npz").is_file():
-            raise CheckpointError(directory, "ema.npz", "missing (EMA was off in training)")
-        _assign(ema_variables, _load_npz(directory / "ema.npz"), directory, "ema.npz")
-    state["path"] = str(directory)
+        _assign(ema_variables, data["ema"], cand, "ema.npz")
+    state = data["state"]
+    state["path"] = str(cand)
     return state
 
 
 __all__ = ["save_checkpoint", "load_checkpoint", "find_checkpoint", "read_state",
-           "load_extra_state", "CheckpointError"]
+           "load_extra_state", "prev_path", "CheckpointError", "ArchitectureMismatch", "LAST_SAVED"]

@@ -1,5 +1,7 @@
 """Configuration files: YAML/JSON loading, inheritance, `--set` overrides, path resolution.
 
+Validation against a package's schema is ``shared.schema``; the command line is ``shared.cli``.
+
 Rules (also in docs/training.md):
 
 * A config is a YAML (``.yaml``/``.yml``) or JSON (``.json``) mapping.
@@ -23,11 +25,13 @@ import copy
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
+
+from shared.errors import ConfigError
+from shared.io import atomic_write_text
 
 BASE_KEYS = ("base", "inherit")
 _PATH_NAMES = {"path", "dir", "file", "workdir"}
@@ -52,15 +56,6 @@ _Loader.add_implicit_resolver(
 def yaml_load(text: str):
     """Parse YAML with :class:`_Loader` (safe, with exponent floats)."""
     return yaml.load(text, Loader=_Loader)
-
-
-class ConfigError(ValueError):
-    """A bad configuration: names the file and the dotted key."""
-
-    def __init__(self, source, key, message):
-        self.source, self.key = str(source) if source else "<config>", key
-        where = f"{self.source}" + (f": key '{key}'" if key else "")
-        super().__init__(f"{where}: {message}")
 
 
 class Config(dict):
@@ -111,6 +106,10 @@ def _read_mapping(path: Path) -> dict:
             data = json.loads(text)
         else:
             data = yaml_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(path, None, f"cannot parse: {exc.problem or exc.context}{where}") from None
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError(path, None, f"cannot parse: {exc}") from None
     if data is None:
@@ -245,116 +244,5 @@ def _plain(node):
     return node
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to ``path`` via a temp file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_savez(path: str | os.PathLike, **arrays) -> None:
-    """``np.savez`` to ``path`` via a temp file in the same folder and os.replace."""
-    import numpy as np
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def build_parser(description: str | None = None, *, config_required: bool = True,
-                 out_required: bool = True) -> argparse.ArgumentParser:
-    """Argument parser shared by all entry points: --config, --out, --set, --resume."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", required=config_required, metavar="FILE",
-                        help="YAML/JSON config file (relative paths inside it are relative to it)")
-    parser.add_argument("--out", required=out_required, metavar="DIR",
-                        help="output folder (created); fills {out} in the config")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", nargs="+",
-                        help="override a config key, e.g. --set training.epochs=3 (repeatable)")
-    parser.add_argument("--resume", default="auto", metavar="auto|never|DIR",
-                        help="auto: continue from OUT's checkpoints/last if present (default); "
-                             "never: start fresh; DIR: resume from that checkpoint folder")
-    return parser
-
-
-def flatten_overrides(overrides) -> list[str]:
-    """argparse gives a list of lists for ``--set a=1 b=2 --set c=3``; flatten it."""
-    flat: list[str] = []
-    for item in overrides or []:
-        flat.extend([item] if isinstance(item, str) else item)
-    return flat
-
-
-def config_from_args(args: argparse.Namespace, *, save_as: str | None = "config.resolved.yaml"
-                     ) -> Config:
-    """Load ``args.config`` with ``args.overrides``; create ``args.out`` and save the resolved
-    config there (``save_as=None`` to skip). ``args.out`` is made absolute in place."""
-    out = None
-    if getattr(args, "out", None):
-        out = Path(os.path.expanduser(args.out)).resolve()
-        args.out = str(out)
-    cfg = load_config(args.config, flatten_overrides(getattr(args, "overrides", [])), out=out)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        if save_as:
-            save_config(cfg, out / save_as)
-    return cfg
-
-
-def resolve_resume(resume: str | None, workdir: str | os.PathLike) -> str | None:
-    """Normalise a ``--resume`` value: 'auto', 'never', or an absolute checkpoint folder."""
-    if resume is None or resume in ("auto", "never"):
-        return resume or "auto"
-    path = Path(os.path.expanduser(str(resume))).resolve()
-    if not path.is_dir():
-        raise ConfigError("--resume", None, f"checkpoint folder {path} does not exist")
-    return str(path)
-
-
 __all__ = ["Config", "ConfigError", "load_config", "save_config", "deep_merge", "parse_override",
-           "set_key", "build_parser", "config_from_args", "flatten_overrides", "atomic_write_text", "atomic_savez",
-           "is_path_key", "resolve_resume", "yaml_load"]
-
-
-def run_cli(main, argv=None, errors: tuple = ()) -> None:
-    """Run an entry point's ``main(argv)``, reporting bad input (``ConfigError``, missing files
-    and the caller's ``errors``) as one line on stderr with exit code 2 instead of a traceback."""
-    import sys
-    try:
-        main(argv)
-    except (ConfigError, FileNotFoundError, *errors) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-
-
-def add_stages_argument(parser: argparse.ArgumentParser, stages) -> None:
-    """``--stages a,b,...`` choosing among ``stages`` (default: all); parsed to a list, and an
-    unknown name is a one-line usage error."""
-    known = list(stages)
-
-    def parse(text):
-        chosen = [s.strip() for s in text.split(",") if s.strip()]
-        bad = [s for s in chosen if s not in known]
-        if bad:
-            raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {known}")
-        return chosen
-
-    parser.add_argument("--stages", type=parse, default=known, help=f"comma list from {known}")
+           "set_key", "is_path_key", "yaml_load"]

@@ -17,8 +17,10 @@ from typing import Mapping
 
 import numpy as np
 
-from shared.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from shared.config import ConfigError, atomic_write_text
+from shared.checkpoint import (ArchitectureMismatch, CheckpointError, find_checkpoint,
+                               load_checkpoint, save_checkpoint)
+from shared.errors import ConfigError
+from shared.io import atomic_write_text
 from shared.distributed import DistContext, get_context
 from shared.seeding import epoch_rng, set_seeds
 
@@ -49,13 +51,14 @@ TRAINER_DEFAULTS = {
     "checkpoint_every": 1,         # save checkpoints/last every N epochs (and at the end)
     "resume": "auto",              # auto | never | path of a checkpoint folder
     "progress": True,              # tqdm bar on rank 0
+    "tensorboard": True,           # per-epoch scalars in workdir/tensorboard/ (rank 0)
 }
 
 _POSITIVE_INT = ("epochs", "batch_size", "checkpoint_every")
 _NONNEG_FLOAT = ("learning_rate", "min_learning_rate", "warmup_epochs", "weight_decay",
                  "min_delta")
 _BOOLS = ("scale_lr_by_world_size", "validation_use_ema", "deterministic", "drop_remainder",
-          "progress")
+          "progress", "tensorboard")
 # jit_compile: auto per device type. CPU: measured by benchmarks/train_step.py (docs/core.md,
 # "Speed"); GPU: XLA for the gradient only, Horovod's allreduce stays outside (SPEC §8).
 JIT_AUTO = {"CPU": False, "GPU": True}
@@ -71,15 +74,21 @@ def resolve_jit_compile(value) -> bool:
     return JIT_AUTO["GPU" if tf.config.list_physical_devices("GPU") else "CPU"]
 
 
-def trainer_config(cfg: Mapping | None) -> dict:
-    """Defaults merged with ``cfg``, validated; ConfigError names the file and key."""
-    source = getattr(cfg, "source", None)
+def trainer_config(cfg: Mapping | None, prefix: str | None = None, source=None) -> dict:
+    """Defaults merged with ``cfg``, validated; ConfigError names the file and the key
+    (``prefix.key``), also for an unknown key."""
+    source = source if source is not None else getattr(cfg, "source", None)
     cfg = dict(cfg or {})
     out = dict(TRAINER_DEFAULTS)
     out.update({k: v for k, v in cfg.items() if k in TRAINER_DEFAULTS})
+    name = (lambda k: f"{prefix}.{k}") if prefix else (lambda k: k)  # noqa: E731
+    unknown = sorted(k for k in cfg if k not in TRAINER_DEFAULTS)
+    if unknown:
+        raise ConfigError(source, name(unknown[0]),
+                          f"unknown training key (known: {', '.join(sorted(TRAINER_DEFAULTS))})")
 
     def bad(key, what):
-        return ConfigError(source, key, f"{what}, got {out[key]!r}")
+        return ConfigError(source, name(key), f"{what}, got {out[key]!r}")
 
     for key in _POSITIVE_INT:
         if isinstance(out[key], bool) or not isinstance(out[key], int) or out[key] < 1:
@@ -112,8 +121,13 @@ def trainer_config(cfg: Mapping | None) -> dict:
         raise bad("seed", "must be an integer")
     if not isinstance(out["resume"], str):
         raise bad("resume", "must be 'auto', 'never' or a checkpoint folder")
-    out["_unknown"] = sorted(k for k in cfg if k not in TRAINER_DEFAULTS)
     return out
+
+
+def check_trainer_section(value, key, source) -> dict:
+    """Config-schema check of a training section (``shared.schema.Custom``): the section with
+    every Trainer default filled in."""
+    return trainer_config(value or {}, prefix=key, source=source)
 
 
 def _keras():
@@ -180,10 +194,53 @@ def _check_data(data: Mapping, name: str) -> int:
     return n
 
 
+class _TensorBoardLog:
+    """Per-epoch scalars of the training history as ``tf.summary`` events in ``path``
+    (step = epoch). Epochs are written when their ``checkpoints/last`` is, so a resumed run
+    continues at the next step and never writes a step twice; a run starting at epoch 0
+    replaces the event files of an earlier run in ``path``."""
+
+    SCALARS = ("loss", "val_loss", "lr", "grad_norm", "steps_per_s")
+
+    def __init__(self, path: Path, written_epoch: int, ema_decay: float | None):
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        if written_epoch == 0:
+            for old in path.glob("events.out.tfevents.*"):
+                old.unlink()
+        self.writer = tf.summary.create_file_writer(str(path))
+        self.written, self.ema_decay = written_epoch, ema_decay
+        # what tf.summary.scalar writes, without its import of the tensorboard package (not a
+        # TF 2.21 dependency): a float32 tensor summary tagged for the "scalars" plugin
+        self.metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+    def write(self, history: list[dict]) -> None:
+        import tensorflow as tf
+
+        new = [rec for rec in history if rec["epoch"] > self.written]
+        with self.writer.as_default():
+            for rec in new:
+                values = {k: rec.get(k) for k in self.SCALARS}
+                values["ema_decay"] = self.ema_decay
+                for name, value in values.items():
+                    if value is not None:
+                        tf.summary.write(name, tf.constant(float(value), tf.float32),
+                                         step=rec["epoch"], metadata=self.metadata)
+        self.writer.flush()
+        if new:
+            self.written = new[-1]["epoch"]
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class Trainer:
     """Trains ``model`` (see module docstring) on dicts of NumPy arrays; see docs/training.md.
 
-    ``workdir`` receives ``checkpoints/{last,best}`` and ``history.{json,csv}``. A run resumes
+    ``workdir`` receives ``checkpoints/{last,best}``, ``history.{json,csv}`` and (config
+    ``tensorboard``, rank 0) ``tensorboard/`` event files. A run resumes
     from ``checkpoints/last`` automatically (``resume="auto"``; "never" starts fresh; a folder
     path resumes from that checkpoint). ``extra_state`` (JSON-able) is stored with every
     checkpoint; after a resume ``trainer.extra_state`` is the saved value.
@@ -206,8 +263,6 @@ class Trainer:
                       "stopped": False}
         self.resumed_from = None
         self._train_step = self._eval_step = None
-        if self.cfg["_unknown"]:
-            self.ctx.log(f"[trainer] ignoring unknown training keys: {self.cfg['_unknown']}")
 
     # -- setup --------------------------------------------------------------------------------
     def _batch(self, data: Mapping, idx: np.ndarray) -> dict:
@@ -298,15 +353,31 @@ class Trainer:
             return
         path = self.ckpt_dir / "last" if self.resume == "auto" else Path(self.resume)
         found = find_checkpoint(path)
+        if found is None and self.resume == "auto":
+            # last (and last.prev) damaged, emptied or not written yet: best holds the progress
+            found = find_checkpoint(self.ckpt_dir / "best")
+            if found is not None:
+                self.ctx.log(f"[trainer] WARNING: no complete checkpoint in {path}; resuming "
+                             f"from {found} instead")
         if found is None:
             if self.resume != "auto":
                 raise FileNotFoundError(f"--resume {path}: no complete checkpoint there")
             return
-        state = load_checkpoint(found, self.model, self.optimizer, self.ema_variables)
+        try:
+            state = load_checkpoint(found, self.model, self.optimizer, self.ema_variables)
+        except ArchitectureMismatch:
+            raise
+        except CheckpointError as exc:
+            best = find_checkpoint(self.ckpt_dir / "best") if self.resume == "auto" else None
+            if best is None:
+                raise
+            self.ctx.log(f"[trainer] WARNING: {exc}; resuming from {best} instead")
+            state = load_checkpoint(best, self.model, self.optimizer, self.ema_variables)
+            found = best
         saved_spe, saved_size = state.get("steps_per_epoch"), state.get("world_size")
         if saved_spe != steps_per_epoch or saved_size != self.ctx.size:
-            raise ValueError(
-                f"{found}: checkpoint was written with {saved_spe} steps/epoch on {saved_size} "
+            raise CheckpointError(
+                found, "steps_per_epoch", f"written with {saved_spe} steps/epoch on {saved_size} "
                 f"rank(s), this run has {steps_per_epoch} on {self.ctx.size}; the LR schedule "
                 "would not continue. Use the same data, batch_size and ranks, or --resume never")
         saved_extra = state.get("extra_state")
@@ -408,21 +479,25 @@ class Trainer:
         if self.state["stopped"] or epoch >= c["epochs"]:
             ctx.log(f"[trainer] nothing to do: training already finished at epoch {epoch}")
             return self.history
+        tb = (_TensorBoardLog(self.workdir / "tensorboard", epoch, c["ema_decay"] or None)
+              if c["tensorboard"] and ctx.is_root else None)
 
         for epoch in range(self.state["epoch"], c["epochs"]):
             t0 = time.time()
             order = epoch_rng(c["seed"], epoch).permutation(n)[ctx.shard(n)]
-            losses = []
+            losses, norms = [], []
             bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{c['epochs']}", leave=False,
                        disable=not (c["progress"] and ctx.is_root), dynamic_ncols=True)
             for i in range(steps):
                 idx = order[i * bs:(i + 1) * bs]
-                loss, _ = self._train_step(self._batch(train, idx))
+                loss, norm = self._train_step(self._batch(train, idx))
                 losses.append((loss, len(idx)))
+                norms.append(norm)
                 if i % 10 == 0 or i == steps - 1:
                     bar.set_postfix(loss=f"{float(loss):.4g}")
                 bar.update(1)
             bar.close()
+            train_time = time.time() - t0
             local = sum(float(l) * k for l, k in losses) / sum(k for _, k in losses)
             train_loss = ctx.mean(local)
             if not math.isfinite(train_loss):
@@ -430,7 +505,10 @@ class Trainer:
             val_loss = self.evaluate(val) if val is not None else None
             record = {"epoch": epoch + 1, "loss": train_loss, "val_loss": val_loss,
                       "lr": self.current_lr(), "iterations": int(self.optimizer.iterations.numpy()),
-                      "time_s": time.time() - t0}
+                      "time_s": time.time() - t0,
+                      # global norm of the rank-averaged gradient before clipping
+                      "grad_norm": float(np.mean([float(g) for g in norms])),
+                      "steps_per_s": steps / max(train_time, 1e-9)}
             monitored = val_loss if val_loss is not None else train_loss
             best = self.state["best_val_loss"]
             improved = best is None or monitored < best - c["min_delta"]
@@ -449,6 +527,8 @@ class Trainer:
                     self._save("best")
                 if (epoch + 1) % c["checkpoint_every"] == 0 or last_epoch:
                     self._save("last")
+                    if tb is not None:
+                        tb.write(self.history)
                 self._write_history()
             ctx.log(f"epoch {epoch + 1}/{c['epochs']}: loss {train_loss:.5g}"
                     + (f" val_loss {val_loss:.5g}" if val_loss is not None else "")
@@ -460,6 +540,8 @@ class Trainer:
                 ctx.log(f"[trainer] early stopping: no improvement for {c['patience']} epochs "
                         f"(best epoch {self.state['best_epoch']})")
                 break
+        if tb is not None:
+            tb.close()
         ctx.barrier()
         return self.history
 
@@ -469,13 +551,14 @@ class Trainer:
                      iterations=int(self.optimizer.iterations.numpy()), lr=self.current_lr(),
                      config={k: v for k, v in self.cfg.items() if not k.startswith("_")})
         save_checkpoint(self.ckpt_dir / which, self.model, self.optimizer, self.ema_variables,
-                        state=state, extra_state=self.extra_state)
+                        state=state, extra_state=self.extra_state, resume_point=which == "last")
 
     def _write_history(self) -> None:
         atomic_write_text(self.workdir / "history.json",
                           json.dumps(self.history, indent=1, default=_jsonable))
         buf = io.StringIO()
-        fields = ["epoch", "loss", "val_loss", "lr", "iterations", "time_s", "best"]
+        fields = ["epoch", "loss", "val_loss", "lr", "iterations", "time_s", "grad_norm",
+                  "steps_per_s", "best"]
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.history)
@@ -497,5 +580,5 @@ def _jsonable(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-__all__ = ["Trainer", "TRAINER_DEFAULTS", "trainer_config", "make_lr_schedule", "lr_at",
-           "resolve_jit_compile", "JIT_AUTO"]
+__all__ = ["Trainer", "TRAINER_DEFAULTS", "trainer_config", "check_trainer_section",
+           "make_lr_schedule", "lr_at", "resolve_jit_compile", "JIT_AUTO"]

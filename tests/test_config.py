@@ -4,8 +4,10 @@ import json
 import pytest
 import yaml
 
-from shared.config import (Config, ConfigError, build_parser, config_from_args, load_config,
-                           parse_override)
+from shared.cli import parser
+from shared.config import Config, ConfigError, load_config, parse_override
+from shared.run import Run
+from shared.schema import Any_, Choice, Custom, Int, List, Section, Str, validate
 from shared.training import trainer_config
 
 
@@ -94,18 +96,49 @@ def test_required_key_and_trainer_validation(tmp_path):
     with pytest.raises(ConfigError) as err:
         trainer_config(cfg.section("training"))
     assert str(path) in str(err.value) and "'epochs'" in str(err.value)
+    with pytest.raises(ConfigError, match="'training.epoch'"):   # a typo is an error, not ignored
+        trainer_config({"epoch": 3}, prefix="training")
     assert trainer_config({"epochs": 2})["patience"] == 10  # documented default
 
 
 def test_parser_creates_out_and_saves_resolved(tmp_path):
     path = write(tmp_path / "conf/c.yaml", {"training": {"epochs": 4}, "data": {"cache_dir": "d"}})
-    args = build_parser().parse_args(["--config", str(path), "--out", str(tmp_path / "o/deep"),
-                                      "--set", "training.epochs=2", "training.seed=3",
-                                      "--set", "model.width=8"])
+    args = parser(data_dir=False).parse_args(["--config", str(path), "--out", str(tmp_path / "o/deep"),
+                                              "--set", "training.epochs=2", "training.seed=3",
+                                              "--set", "model.width=8"])
     assert args.resume == "auto"
-    cfg = config_from_args(args)
-    assert (tmp_path / "o/deep").is_dir()
+    schema = Section({"training": Custom(lambda v, k, s: trainer_config(v, k, s), default={}),
+                      "data": Section({"cache_dir": Str(None)}),
+                      "model": Section({"width": Int(16, min=1)})})
+    run = Run.from_args(args, schema)
+    cfg = run.cfg
+    assert (tmp_path / "o/deep").is_dir() and run.data_dir == tmp_path / "o/deep/data"
     saved = yaml.safe_load((tmp_path / "o/deep/config.resolved.yaml").read_text())
     assert saved == dict(cfg)
-    assert cfg["training"] == {"epochs": 2, "seed": 3} and cfg["model"] == {"width": 8}
+    assert cfg["training"]["epochs"] == 2 and cfg["training"]["seed"] == 3
+    assert cfg["training"]["patience"] == 10          # defaults filled in and saved
+    assert cfg["model"] == {"width": 8}
     assert saved["data"]["cache_dir"] == str(tmp_path / "conf/d")
+
+
+def test_schema_names_unknown_keys_and_bad_types(tmp_path):
+    schema = Section({"seed": Int(0), "data": Section({
+        "n_train": Int(None, min=1), "source": Choice("embedded", "files", default="embedded"),
+        "features": List(Choice("eta", "mass"), default=["eta"]), "extra": Any_(None)})})
+    path = write(tmp_path / "c.yaml", {"data": {"n_train": 10}})
+    good = validate(load_config(path), schema)
+    assert good == {"seed": 0, "data": {"n_train": 10, "source": "embedded", "features": ["eta"],
+                                        "extra": None}}
+    for over, key, fragment in ((["data.n_trian=10"], "data.n_trian", "unknown key"),
+                                (["train.epochs=abc"], "train", "unknown key"),
+                                (["data.n_train=abc"], "data.n_train", "integer"),
+                                (["data.n_train=-5"], "data.n_train", ">= 1"),
+                                (["data.source=web"], "data.source", "one of"),
+                                (["data.features=[eta, pt]"], "data.features[1]", "one of"),
+                                (["seed=true"], "seed", "integer")):
+        with pytest.raises(ConfigError) as err:
+            validate(load_config(path, over), schema)
+        assert f"'{key}'" in str(err.value) and fragment in str(err.value) and str(path) in str(err.value)
+    # a config whose top level is not a mapping of sections
+    with pytest.raises(ConfigError, match="'data'"):
+        validate(load_config(write(tmp_path / "d.yaml", {"data": 3})), schema)

@@ -21,6 +21,8 @@ def rng():
 
 def _toptag_arrays(rng, n=11, p=200):
     p4 = rng.normal(size=(n, p, 4)).astype(np.float32)
+    # physical four-vectors (E >= |p|): the reader refuses negative energies
+    p4[..., 0] = np.linalg.norm(p4[..., 1:], axis=-1) + np.abs(p4[..., 0])
     return p4, rng.integers(0, 2, n), rng.normal(size=(n, 4)).astype(np.float32), rng.integers(0, 3, n)
 
 

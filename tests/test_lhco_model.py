@@ -82,12 +82,13 @@ def test_single_part_trains_only_its_net():
 def test_generated_events_ordered_and_mjj_enforced():
     """generate_events on a stand-in generator that returns real events with the leading jet's
     pT off by 30 % (network space): output pT-ordered, mjj restored only with enforce_mjj."""
-    from lhco_fullphase import data as D
+    from lhco_fullphase.events import cluster_dijets, dijet_mass
+    from lhco_fullphase.preprocess import Preprocessor
     from lhco_fullphase.sample import generate_events
     from lhco_synthetic import synthetic_events
     parts, _ = synthetic_events(40, seed=4)
-    a, _ = D.cluster_dijets(parts, num_particles=P)
-    pre = D.Preprocessor(pt_rel_transform="log", jet_phi="dijet_frame", jet_pt_fraction=True,
+    a, _ = cluster_dijets(parts, num_particles=P)
+    pre = Preprocessor(pt_rel_transform="log", jet_phi="dijet_frame", jet_pt_fraction=True,
                          jet_centroid=True, jet_mass_fraction=True).fit(a["jets"], a["particles"], a["mask"], a["mjj"])
     jx, px, _ = pre.transform(a["jets"], a["particles"], a["mask"], a["mjj"])
     jx[:, 0, 0] += np.log(1.3) / pre.jet_std[0]
@@ -111,7 +112,7 @@ def test_generated_events_ordered_and_mjj_enforced():
         assert np.all(g["jets"][:, 0, 0] >= g["jets"][:, 1, 0])
         key = np.where(g["mask"], g["particles"][..., 0], -1.0)
         assert np.all(np.diff(key, axis=-1) <= 0) and np.all(g["mask"][..., :-1] >= g["mask"][..., 1:])
-        ratio = D.dijet_mass(g["jets"]) / a["mjj"]
+        ratio = dijet_mass(g["jets"]) / a["mjj"]
         if enforce:
             np.testing.assert_allclose(ratio, 1.0, rtol=1e-5)
         else:

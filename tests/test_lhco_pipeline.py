@@ -1,7 +1,10 @@
 """lhco_fullphase end to end on a miniature synthetic run: every artefact written and finite,
-the evaluation set disjoint from every training set (by event ids), resumable stages."""
+the evaluation set disjoint from every training set (by event ids), resumable stages, outputs
+that are redone (with a notice naming the key) when a setting they depend on changes, and
+generation that gives the same events however its chunks are spread."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -21,8 +24,9 @@ model:
   jet_net: {{width: 8, num_blocks: 1, num_heads: 1, ffn_dim: 8, time_embed_dim: 4}}
   particle_net: {{width: 8, num_blocks: 1, num_heads: 1, ffn_dim: 8, time_embed_dim: 4}}
   mjj_fourier: {{num_frequencies: 2, scale: 1.0}}
-training: {{epochs: 2, batch_size: 64, patience: 5, ema_decay: 0.9, progress: false}}
-generation: {{num_events: 60, num_sb_events: 40, ddim_steps: 2, batch_size: 100}}
+training: {{epochs: 2, batch_size: 64, patience: 5, ema_decay: 0.9, progress: false,
+           tensorboard: false}}
+generation: {{num_events: 60, num_sb_events: 40, ddim_steps: 2, batch_size: 25}}
 classifier:
   pt_rel_transform: log1m
   width: 8
@@ -32,7 +36,7 @@ classifier:
   ffn_dim: 8
   merge_width: 8
   head_width: 4
-  training: {{epochs: 2, batch_size: 32, patience: 3, progress: false}}
+  training: {{epochs: 2, batch_size: 32, patience: 3, progress: false, tensorboard: false}}
 weak_supervision: {{n_background_data: 20, injections: [15], num_inits: 1, idealized: true,
                     n_idealized_background: 20}}
 generation_quality: {{regions: [sr], num_inits: 1, fractions: [0.5, 0.25, 0.25]}}
@@ -40,10 +44,16 @@ evaluate: {{n_signal: null, n_background: null}}
 """
 
 
+def _run(root, overrides=(), out="out", **kw):
+    from lhco_fullphase.schema import SCHEMA
+    from shared.run import Run
+    return Run.from_config(root / "tiny.yaml", root / out, SCHEMA, overrides=list(overrides),
+                           data_dir=root / "data", progress=False, **kw)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     from lhco_fullphase import pipeline
-    from shared.config import load_config
     from shared.data.lhco import write_lhco
 
     root = tmp_path_factory.mktemp("lhco_pipe")
@@ -51,24 +61,23 @@ def run(tmp_path_factory):
     # Signal: a larger mass window only; labels chosen so both classes populate the SR.
     label = np.random.default_rng(1).random(500) < 0.3
     write_lhco(root / "data" / "raw.h5", parts, label.astype(np.int64))
-    cfg_path = root / "tiny.yaml"
-    cfg_path.write_text(TINY.format(paper=os.path.abspath(PAPER)))
-    cfg = load_config(cfg_path, out=root / "out")
-    out = str(root / "out")
-    res = pipeline.run(cfg, out, data_dir=str(root / "data"), progress=False)
-    return cfg, out, str(root / "data"), res
+    (root / "tiny.yaml").write_text(TINY.format(paper=os.path.abspath(PAPER)))
+    r = _run(root)
+    res = pipeline.run_pipeline(r)
+    return r, root, res
 
 
 def test_every_artefact_written_and_finite(run):
-    cfg, out, data_dir, res = run
+    r, root, res = run
+    out = str(r.out)
     for rel in ("results.json", "results.md", "results_eval.json", "generated/sr.h5", "generated/sb.h5",
                 "models/jet/train_summary.json", "models/particle/train_summary.json",
-                "predictions/sic_inj15.npz"):
+                "predictions/sic_inj15.npz", "run_info.json"):
         assert os.path.isfile(os.path.join(out, rel)), rel
     for fig in ("lhco_fig4_jets", "lhco_fig5_particles", "lhco_fig6_sic_roc", "lhco_fig7_scan"):
         for ext in ("png", "pdf"):
             assert os.path.getsize(os.path.join(out, "plots", f"{fig}.{ext}")) > 1000, fig
-    from lhco_fullphase.sample import read_generated
+    from lhco_fullphase.artifacts import read_generated
     g = read_generated(os.path.join(out, "generated", "sr.h5"))
     assert g["jets"].shape == (60, 2, 5) and g["particles"].shape == (60, 2, 8, 3)
     assert np.all(np.isfinite(g["jets"])) and np.all(np.isfinite(g["particles"]))
@@ -77,6 +86,7 @@ def test_every_artefact_written_and_finite(run):
     # ordered like the data: leading jet first, particles by pT_rel, padding last
     assert np.all(g["jets"][:, 0, 0] >= g["jets"][:, 1, 0])
     assert np.all(np.diff(np.where(g["mask"], g["particles"][..., 0], -1.0), axis=-1) <= 0)
+    assert not os.path.exists(os.path.join(out, "generated", "sr_units"))   # merged, removed
     saved = json.load(open(os.path.join(out, "results.json")))
     for method in ("diffusion", "idealized"):
         for n in ("15",):
@@ -85,21 +95,33 @@ def test_every_artefact_written_and_finite(run):
             assert np.isfinite(s["auc_summary"]["median"])
     for region in ("sr",):
         assert 0.0 <= saved["quality"][region]["auc"][0] <= 1.0
-    assert set(saved["stage_seconds"]) >= {"prepare", "train_jet", "train_particle", "scan", "plots"}
-    assert "Scale" in open(os.path.join(out, "results.md")).read()
+    assert set(saved["stage_seconds"]) >= {"prepare", "train", "sample", "classify", "evaluate",
+                                           "report", "figures"}
+    assert saved["missing_units"] == []
+    md = open(os.path.join(out, "results.md")).read()
+    assert "Scale" in md and "all SR signal not injected" in md
+    assert "| paper | 2000 | 0.02 | ≈ 40 |" in md          # Fig. 7 as a table, both scales
+    assert "| ours | 15 |" in md
 
 
 def test_evaluation_disjoint_from_every_training_set(run):
-    cfg, out, data_dir, res = run
-    from lhco_fullphase.prepare import TRAINING_ROLES, Prepared
-    prep = Prepared(data_dir)
+    r, root, res = run
+    from lhco_fullphase.prepare import load_prepared
+    from lhco_fullphase.roles import TRAINING_ROLES
+    prep = load_prepared(r)
     eval_ids = np.concatenate([prep.roles["eval_bkg"], prep.roles["eval_sig"]])
     assert len(eval_ids) > 0 and len(np.unique(eval_ids)) == len(eval_ids)
     for role in TRAINING_ROLES:
         assert np.intersect1d(prep.roles[role], eval_ids).size == 0, role
+    # n_signal: null = every SR signal event that is not injected
+    sig = prep.take(prep.roles["eval_sig"])
+    all_ids, mjj = prep.arrays["event_id"], prep.arrays["mjj"]
+    sr_sig = all_ids[(prep.arrays["label"] == 1) & (mjj >= 3300) & (mjj < 3700)]
+    np.testing.assert_array_equal(np.sort(np.concatenate([prep.roles["inj_pool"], sig["event_id"]])),
+                                  np.sort(sr_sig))
     # What each classifier really saw (ids saved beside its scores), and what it was scored on.
     import glob
-    runs = glob.glob(os.path.join(out, "classify", "*", "inj*", "init*", "scores.npz"))
+    runs = glob.glob(os.path.join(r.out, "classify", "*", "inj*", "init*", "scores.npz"))
     assert len(runs) == 2
     for p in runs:
         with np.load(p) as d:
@@ -112,58 +134,156 @@ def test_evaluation_disjoint_from_every_training_set(run):
     assert np.all((mjj < 3300) | (mjj >= 3700))
 
 
-def test_resume_skips_finished_stages(run):
-    cfg, out, data_dir, res = run
+def test_resume_skips_finished_stages(run, capsys):
+    r, root, res = run
     from lhco_fullphase import pipeline
-    before = os.path.getmtime(os.path.join(out, "generated", "sr.h5"))
-    t0 = json.load(open(os.path.join(out, "stage_times.json")))
-    pipeline.run(cfg, out, data_dir=data_dir, stages=("sample_sr", "scan"), progress=False)
-    assert os.path.getmtime(os.path.join(out, "generated", "sr.h5")) == before
-    t1 = json.load(open(os.path.join(out, "stage_times.json")))
-    assert t1["scan"] - t0["scan"] < 5.0
+    before = os.path.getmtime(os.path.join(r.out, "generated", "sr.h5"))
+    t0 = json.load(open(os.path.join(r.out, "stage_times.json")))
+    again = _run(root)                       # a new process would see exactly this
+    pipeline.run_pipeline(again, ("prepare", "train", "sample", "classify"))
+    assert os.path.getmtime(os.path.join(r.out, "generated", "sr.h5")) == before
+    t1 = json.load(open(os.path.join(r.out, "stage_times.json")))
+    assert t1["classify"] - t0["classify"] < 5.0 and t1["train"] - t0["train"] < 5.0
+    log = capsys.readouterr().out
+    assert "models/jet: up to date" in log and "generated/sr.h5: up to date" in log
+
+
+def test_a_changed_setting_redoes_what_depends_on_it(run, capsys):
+    """Fingerprints name the changed key; a classifier setting touches only the classifier
+    units, a generation setting the generated events and everything after them."""
+    r, root, _ = run
+    from lhco_fullphase.classify import unit_artifact, units
+    from lhco_fullphase.sample import generated_artifact
+    from lhco_fullphase.train import generator_artifact
+    other = _run(root, ["classifier.training.epochs=3"], save_config_as=None)
+    u = units(other)[0]
+    assert unit_artifact(r, u).matches() and not unit_artifact(other, u).matches()
+    assert "classifier.training.epochs: 2 -> 3" in unit_artifact(other, u).stale_reason()
+    assert generator_artifact(other, "jet").matches() and generated_artifact(other, "sr").matches()
+    steps = _run(root, ["generation.ddim_steps=3"], save_config_as=None)
+    assert generator_artifact(steps, "particle").matches()
+    assert "generation.ddim_steps: 2 -> 3" in generated_artifact(steps, "sr").stale_reason()
+    assert "upstream generated" in unit_artifact(steps, ("scan", "diffusion", 15, 0)).stale_reason()
+    assert unit_artifact(steps, ("scan", "idealized", 15, 0)).matches()
+    # a new injection changes the signal pool (roles): not the generators or generated events
+    inj = _run(root, ["weak_supervision.injections=[10]"], save_config_as=None)
+    from lhco_fullphase.prepare import prepared_artifact
+    assert "weak_supervision.injections" in prepared_artifact(inj).stale_reason()
+
+
+def test_a_changed_window_or_preprocessing_redoes_prepare(run, tmp_path, capsys):
+    """Another window or preprocessing key: prepared/ is made again with a one-line notice
+    naming the key; the dijet cache (made from the raw file alone) is reused."""
+    r, root, _ = run
+    from lhco_fullphase.prepare import prepare
+    shutil.copy(root / "tiny.yaml", tmp_path / "tiny.yaml")
+    (tmp_path / "data").mkdir()
+    shutil.copy(root / "data" / "raw.h5", tmp_path / "data" / "raw.h5")
+    base = prepare(_run(tmp_path))
+    assert base.pre.jet_phi == "dijet_frame"
+    capsys.readouterr()
+    changes = []
+    for key, value in (("data.jet_phi", "raw"), ("windows.sr", "[3300.0, 3650.0]")):
+        changes.append(f"{key}={value}")
+        prep = prepare(_run(tmp_path, changes, save_config_as=None))
+        log = capsys.readouterr().out
+        assert f"prepared data: {key}:" in log and "making it again" in log, log
+        assert "dijet cache background_raw_P8.h5: up to date" in log
+        assert prep.pre.jet_phi == "raw"
+    assert prep.info["events"]["sr"] < base.info["events"]["sr"]          # a narrower SR
+    # an unknown value is a config error naming the key, before any work
+    from shared.errors import ConfigError
+    with pytest.raises(ConfigError, match="data.jet_phi"):
+        _run(tmp_path, ["data.jet_phi=sincos"], save_config_as=None)
+
+
+def test_sample_in_two_shards_equals_one_process(run):
+    """Chunks generated by two shards and merged = the single-process pipeline's file."""
+    r, root, _ = run
+    from lhco_fullphase import artifacts
+    from lhco_fullphase.sample import sample
+    out2 = root / "out_shards"
+    shutil.copytree(r.out / "models", out2 / "models")
+    for k in (0, 1):
+        assert sample(_run(root, out="out_shards", shard=(k, 2))) is None
+    assert sorted(p.name for p in artifacts.generated_units_dir(out2, "sr").iterdir()
+                  if p.suffix == ".npz") == ["00000.npz", "00001.npz", "00002.npz"]
+    merged = sample(_run(root, out="out_shards"))   # nothing left to generate: merges
+    for region in ("sr", "sb"):
+        a = artifacts.read_generated(artifacts.generated_path(r.out, region))
+        b = artifacts.read_generated(merged[region])
+        assert set(a) == set(b)
+        for key in a:
+            if key != "attrs":
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"{region}/{key}")
+        assert a["attrs"]["n_clipped"] == b["attrs"]["n_clipped"]
 
 
 def test_role_overlap_is_detected():
-    from lhco_fullphase.prepare import check_roles
+    from lhco_fullphase.roles import check_roles
     with pytest.raises(ValueError, match="share 1 events"):
         check_roles({"data_bkg": np.array([1, 2, 3]), "eval_bkg": np.array([3, 4])})
 
 
-def test_prepared_data_with_other_settings_is_refused(run):
-    import copy
-
-    from lhco_fullphase.prepare import prepare
-    cfg, _, data_dir, _ = run
-    assert prepare(cfg, data_dir, progress=False)["preprocessor"]["jet_pt_fraction"] is True
-    for key, value in (("jet_pt_fraction", False), ("jet_phi", "raw"), ("jet_mass_fraction", False)):
-        other = copy.deepcopy(cfg)
-        other["data"][key] = value
-        with pytest.raises(ValueError, match=key):
-            prepare(other, data_dir, progress=False)
-    other = copy.deepcopy(cfg)
-    other["data"]["jet_phi"] = "sincos"
-    with pytest.raises(ValueError, match="data.jet_phi"):
-        prepare(other, data_dir, progress=False)
+def test_too_few_events_for_a_role_names_the_key():
+    from lhco_fullphase.roles import assign_roles
+    from shared.errors import ConfigError
+    rng = np.random.default_rng(0)
+    n = 400
+    arrays = {"event_id": np.arange(n), "label": (rng.random(n) < 0.3).astype(int),
+              "mjj": rng.uniform(3300, 3700, n)}
+    cfg = {"windows": {"sr": [3300, 3700], "sb": [[2300, 3300]], "sb_train_fraction": 0.6,
+                       "split_seed": 0},
+           "weak_supervision": {"n_background_data": 50, "injections": [10, 20],
+                                "n_idealized_background": 50},
+           "evaluate": {"n_signal": None, "n_background": None}}
+    roles = assign_roles(arrays, cfg, has_extra=False, source="x.yaml")
+    n_sig = int(arrays["label"].sum())
+    assert len(roles["inj_pool"]) == 20 and len(roles["eval_sig"]) == n_sig - 20
+    cfg["evaluate"]["n_signal"] = n_sig      # + the injected signal: more than there is
+    with pytest.raises(ConfigError, match="x.yaml: key 'evaluate.n_signal'"):
+        assign_roles(arrays, cfg, has_extra=False, source="x.yaml")
 
 
 def test_diagnose_ranks_observables_of_the_generated_events(run):
     from lhco_fullphase.diagnose import diagnose, format_table
-    cfg, out, data_dir, _ = run
-    res = diagnose(cfg, out, "sb", data_dir)
-    assert os.path.isfile(os.path.join(out, "diagnose_sb.json"))
-    names = [r["observable"] for r in res["observables"]]
+    r, _, _ = run
+    res = diagnose(r, "sb")
+    assert os.path.isfile(os.path.join(r.out, "diagnose_sb.json"))
+    names = [x["observable"] for x in res["observables"]]
     assert {"dphi_jj", "mjj_jets/mjj", "j0_m_stored/m", "j1_centroid_dphi"} <= set(names)
-    gaps = [abs(r["auc"] - 0.5) for r in res["observables"]]
+    gaps = [abs(x["auc"] - 0.5) for x in res["observables"]]
     assert gaps == sorted(gaps, reverse=True) and 0.0 <= res["auc_all"] <= 1.0
     assert "mjj_jets/mjj" in format_table(res)
 
 
 def test_diagnose_observables_of_true_events():
-    from lhco_fullphase import data as D
     from lhco_fullphase.diagnose import observables
+    from lhco_fullphase.events import cluster_dijets
     parts, _ = synthetic_events(30, seed=2)
-    a, keep = D.cluster_dijets(parts, num_particles=30)
+    a, keep = cluster_dijets(parts, num_particles=30)
     o = observables(a)
     np.testing.assert_allclose(o["mjj_jets/mjj"], 1.0, rtol=1e-6)  # jets sum to the event's mjj
     assert np.all(o["pt_j1/pt_j0"] <= 1.0) and np.all(o["j0_m_stored/m"] <= 1.0 + 1e-6)
     assert np.all((o["dphi_jj"] >= 0) & (o["dphi_jj"] <= np.pi))
+
+
+def test_plot_sic_draws_curves_from_files_and_the_scan_from_a_run_folder(run, tmp_path):
+    """plots/plot_sic.py: prediction files -> SIC curves; an lhco run folder -> Fig. 7."""
+    import subprocess
+    import sys
+    r, _, _ = run
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="3")
+    script = os.path.join(repo, "plots", "plot_sic.py")
+    files = subprocess.run([sys.executable, script, str(r.out / "predictions" / "sic_inj15.npz"),
+                            "--out", str(tmp_path / "sic")], env=env, capture_output=True, text=True)
+    assert files.returncode == 0, files.stderr[-2000:]
+    assert os.path.getsize(tmp_path / "sic.png") > 1000
+    scan = subprocess.run([sys.executable, script, str(r.out), "--out", str(tmp_path / "scan")],
+                          env=env, capture_output=True, text=True)
+    assert scan.returncode == 0, scan.stderr[-2000:]
+    assert os.path.getsize(tmp_path / "scan.pdf") > 1000
+    bad = subprocess.run([sys.executable, script, str(r.out), str(tmp_path / "sic.png")],
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

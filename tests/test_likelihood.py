@@ -10,7 +10,7 @@ import tensorflow as tf
 from scipy.integrate import quad
 from scipy.stats import norm
 
-from shared.diffusion.likelihood import _make_ode_fn, log_likelihood
+from shared.diffusion.likelihood import make_ode_fn, log_likelihood
 from shared.diffusion.losses import dsm_loss
 from shared.diffusion.score import eps_fn_from_model
 from shared.diffusion.sde import CosineLogSNR, VPSDE
@@ -116,7 +116,7 @@ def test_likelihood_permutation_and_padding_invariant(small_net):
 
     perm = np.array([2, 0, 3, 1])
     # the ODE integrand (drift, exact divergence) is equivariant/invariant to float32 precision
-    ode = _make_ode_fn(eps_fn, sde, "exact", False)
+    ode = make_ode_fn(eps_fn, sde, "exact", False)
     args = [tf.constant(v, tf.float32) for v in (mask, cond)] + [tf.zeros([1, 1, 1])]
     args_p = [tf.constant(v, tf.float32) for v in (mask[:, perm], cond)] + [tf.zeros([1, 1, 1])]
     for t in (1e-3, 0.3, 1.0):

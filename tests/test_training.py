@@ -143,6 +143,84 @@ def test_bad_data_named(tmp_path):
         Trainer(model, BASE, tmp_path, ctx=DistContext()).fit(bad)
 
 
+def _read_scalars(logdir) -> dict:
+    """tag -> [(step, value)] from every event file in ``logdir`` (TensorFlow's own reader)."""
+    out = {}
+    for path in sorted(Path(logdir).glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for v in event.summary.value:
+                value = tf.make_ndarray(v.tensor) if v.HasField("tensor") else v.simple_value
+                out.setdefault(v.tag, []).append((event.step, float(value)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tensorboard_run(tmp_path_factory):
+    """2 epochs, then the same run resumed to 4 epochs (val data, EMA, clipping on)."""
+    workdir = tmp_path_factory.mktemp("tb")
+    data = toy.make_data(96, 3, 1)
+    val = toy.make_data(32, 3, 2)
+    cfg = dict(BASE, clip_norm=0.5)
+    Trainer(toy.build_model(3, 8, 4), dict(cfg, epochs=2), workdir, ctx=DistContext()).fit(data, val)
+    first = _read_scalars(workdir / "tensorboard")
+    trainer = Trainer(toy.build_model(3, 8, 4), dict(cfg, epochs=4), workdir, ctx=DistContext())
+    history = trainer.fit(data, val)
+    assert trainer.resumed_from
+    return workdir, first, history
+
+
+def test_tensorboard_scalars_and_resume(tensorboard_run):
+    workdir, first, history = tensorboard_run
+    assert [s for s, _ in first["loss"]] == [1, 2]
+    scalars = _read_scalars(workdir / "tensorboard")
+    assert len(list((workdir / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    for tag in ("loss", "val_loss", "lr", "ema_decay", "grad_norm", "steps_per_s"):
+        # the resumed run appends epochs 3, 4: every step once, in order
+        assert [s for s, _ in scalars[tag]] == [1, 2, 3, 4], tag
+    for tag in ("loss", "val_loss", "lr", "grad_norm"):
+        np.testing.assert_allclose([v for _, v in scalars[tag]], [h[tag] for h in history],
+                                   rtol=1e-6, err_msg=tag)
+    assert all(v == pytest.approx(BASE["ema_decay"]) for _, v in scalars["ema_decay"])
+    assert all(v > 0 for _, v in scalars["steps_per_s"] + scalars["grad_norm"])
+
+
+def test_tensorboard_fresh_start_replaces_old_events(tmp_path):
+    model, data = toy_setup()
+    Trainer(model, dict(BASE, epochs=2), tmp_path, ctx=DistContext()).fit(data)
+    Trainer(toy.build_model(3, 8, 4), dict(BASE, epochs=1), tmp_path, ctx=DistContext(),
+            resume="never").fit(data)
+    assert [s for s, _ in _read_scalars(tmp_path / "tensorboard")["loss"]] == [1]
+
+
+def test_tensorboard_event_accumulator_finds_scalars(tensorboard_run):
+    ea_mod = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator",
+                                 reason="tensorboard is not installed (dev extra)")
+    workdir, _, history = tensorboard_run
+    acc = ea_mod.EventAccumulator(str(workdir / "tensorboard"))
+    acc.Reload()
+    tags = acc.Tags()["tensors"]  # tf.summary (TF 2) stores scalars as tensor summaries
+    for tag in ("loss", "val_loss", "lr"):
+        assert tag in tags
+        events = acc.Tensors(tag)
+        assert [e.step for e in events] == [1, 2, 3, 4]
+        np.testing.assert_allclose([float(tf.make_ndarray(e.tensor_proto)) for e in events],
+                                   [h[tag] for h in history], rtol=1e-6)
+
+
+def test_tensorboard_off_and_not_on_other_ranks(tmp_path):
+    model, data = toy_setup()
+    Trainer(model, dict(BASE, epochs=1, tensorboard=False), tmp_path / "off",
+            ctx=DistContext()).fit(data)
+    assert (tmp_path / "off" / "history.json").exists()
+    assert not (tmp_path / "off" / "tensorboard").exists()
+    ctx = DistContext()
+    ctx.rank, ctx.size = 1, 2  # a non-root rank (collectives are the identity here)
+    Trainer(toy.build_model(3, 8, 4), dict(BASE, epochs=1), tmp_path / "rank1", ctx=ctx).fit(data)
+    assert not (tmp_path / "rank1" / "tensorboard").exists()
+    with pytest.raises(ValueError, match="tensorboard"):
+        Trainer(model, dict(BASE, tensorboard="yes"), tmp_path, ctx=DistContext())
+
+
 def _write_cfg(path, epochs, sleep):
     cfg = {"data": {"n": 256, "dim": 4, "seed": 1, "n_val": 64}, "model": {"width": 16},
            "training": {"epochs": epochs, "batch_size": 32, "learning_rate": 0.01,
@@ -214,3 +292,8 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     np.testing.assert_allclose([h["val_loss"] for h in hist],
                                [h["val_loss"] for h in reference["history"]], rtol=1e-4)
     assert hist[-1]["loss"] < hist[0]["loss"]
+    # TensorBoard: the killed and the resumed process append to one curve, no step twice (an
+    # epoch killed between its checkpoint and its event write would be missing, not repeated)
+    steps = [s for s, _ in _read_scalars(out / "tensorboard")["loss"]]
+    assert steps == sorted(set(steps)) and set(range(saved["epoch"] + 1, epochs + 1)) <= set(steps)
+    assert set(steps) <= set(range(1, epochs + 1))

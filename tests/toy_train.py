@@ -23,7 +23,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np
 
 from shared.checkpoint import load_extra_state
-from shared.config import atomic_write_text, build_parser, config_from_args
+from shared.cli import parser as build_parser
+from shared.config import load_config, save_config
+from shared.io import atomic_write_text
 from shared.distributed import get_context
 from shared.seeding import set_seeds
 
@@ -84,10 +86,12 @@ def gradient_check(model, data, batch, ctx) -> float:
 
 
 def main(argv=None) -> int:
-    parser = build_parser("toy training run for the tests")
-    args = parser.parse_args(argv)
+    args = build_parser("toy training run for the tests", data_dir=False).parse_args(argv)
     ctx = get_context()
-    cfg = config_from_args(args, save_as="config.resolved.yaml" if ctx.is_root else None)
+    cfg = load_config(args.config, [o for group in args.overrides for o in group], out=args.out)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    if ctx.is_root:
+        save_config(cfg, Path(args.out) / "config.resolved.yaml")
     data_cfg, model_cfg = cfg.section("data"), cfg.section("model")
     toy_cfg, train_cfg = cfg.section("toy"), cfg.section("training")
 

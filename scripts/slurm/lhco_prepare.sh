@@ -1,11 +1,11 @@
 #!/bin/bash
-# lhco_fullphase: cluster dijets, preprocess, split sidebands / signal region (single process, 1 node).
+# lhco_fullphase: prepare stage (cluster dijets, preprocess, event roles; single process, 1 node).
 #
 #   sbatch [-A ACCOUNT] [-q QOS] [-t TIME] [-N NODES] scripts/slurm/lhco_prepare.sh CONFIG OUT [args...]
 #   e.g. sbatch -A m1234 scripts/slurm/lhco_prepare.sh lhco_fullphase/configs/paper.yaml $SCRATCH/lhco
-# runs: python -m lhco_fullphase.prepare --config CONFIG --out OUT [args...]
-# Account/QOS/time/nodes: the #SBATCH lines below are defaults; override with sbatch options,
-# SBATCH_ACCOUNT/SBATCH_QOS/SBATCH_TIMELIMIT, or scripts/slurm/submit.sh (ACCOUNT/QOS/TIME/NODES).
+# runs: python -m lhco_fullphase.pipeline --config CONFIG --out OUT --stages prepare [args...]
+# Defaults are the #SBATCH lines below; override them with sbatch options or
+# SBATCH_ACCOUNT/SBATCH_QOS/SBATCH_TIMELIMIT. The whole chain: scripts/slurm/submit.sh PACKAGE ...
 # Software: ENV_SETUP='module load ...; source venv/bin/activate' (see common.sh). Submit from
 # the repository root (or set REPO).
 #SBATCH --job-name=lhco-prepare
@@ -20,7 +20,4 @@
 
 REPO="${REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}}"
 source "${REPO}/scripts/slurm/common.sh"
-usage_check lhco_prepare.sh lhco_fullphase.prepare "$@"
-CONFIG="$1"; OUT="$2"; shift 2
-mkdir -p "${OUT}"
-launch "${TASKS_PER_NODE:-1}" -m lhco_fullphase.prepare --config "${CONFIG}" --out "${OUT}" "$@"
+stage_job lhco_prepare.sh "${TASKS_PER_NODE:-1}" lhco_fullphase.pipeline --stages prepare -- "$@"

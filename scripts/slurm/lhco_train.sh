@@ -1,11 +1,11 @@
 #!/bin/bash
-# lhco_fullphase: train the jet or particle diffusion generator (--model jet|particle) with Horovod on 16 GPUs.
+# lhco_fullphase: train the jet or particle diffusion generator with Horovod, 4 nodes x 4 GPUs = 16 ranks.
 #
 #   sbatch [-A ACCOUNT] [-q QOS] [-t TIME] [-N NODES] scripts/slurm/lhco_train.sh CONFIG OUT [args...]
-#   e.g. sbatch -A m1234 scripts/slurm/lhco_train.sh lhco_fullphase/configs/paper.yaml $SCRATCH/lhco --model jet   (then --model particle)
-# runs: python -m lhco_fullphase.train --config CONFIG --out OUT [args...]
-# Account/QOS/time/nodes: the #SBATCH lines below are defaults; override with sbatch options,
-# SBATCH_ACCOUNT/SBATCH_QOS/SBATCH_TIMELIMIT, or scripts/slurm/submit.sh (ACCOUNT/QOS/TIME/NODES).
+#   e.g. sbatch -A m1234 scripts/slurm/lhco_train.sh lhco_fullphase/configs/paper.yaml $SCRATCH/lhco --model jet
+# runs: python -m lhco_fullphase.train --config CONFIG --out OUT [args: --model jet|particle ...]
+# Defaults are the #SBATCH lines below; override them with sbatch options or
+# SBATCH_ACCOUNT/SBATCH_QOS/SBATCH_TIMELIMIT. The whole chain: scripts/slurm/submit.sh PACKAGE ...
 # Software: ENV_SETUP='module load ...; source venv/bin/activate' (see common.sh). Submit from
 # the repository root (or set REPO).
 #SBATCH --job-name=lhco-train
@@ -20,7 +20,4 @@
 
 REPO="${REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}}"
 source "${REPO}/scripts/slurm/common.sh"
-usage_check lhco_train.sh lhco_fullphase.train "$@"
-CONFIG="$1"; OUT="$2"; shift 2
-mkdir -p "${OUT}"
-launch "${TASKS_PER_NODE:-4}" -m lhco_fullphase.train --config "${CONFIG}" --out "${OUT}" "$@"
+stage_job lhco_train.sh "${TASKS_PER_NODE:-4}" lhco_fullphase.train -- "$@"

@@ -1,17 +1,17 @@
 #!/bin/bash
-# permutation_ad: likelihood scores, ROC/SIC, figures of trained densities (single process, 1 node).
+# permutation_ad: merge the likelihood shards (computing any missing), ROC/SIC, results (single process).
 #
 #   sbatch [-A ACCOUNT] [-q QOS] [-t TIME] [-N NODES] scripts/slurm/pad_evaluate.sh CONFIG OUT [args...]
 #   e.g. sbatch -A m1234 scripts/slurm/pad_evaluate.sh permutation_ad/configs/paper.yaml $SCRATCH/pad
 # runs: python -m permutation_ad.evaluate --config CONFIG --out OUT [args...]
-# Account/QOS/time/nodes: the #SBATCH lines below are defaults; override with sbatch options,
-# SBATCH_ACCOUNT/SBATCH_QOS/SBATCH_TIMELIMIT, or scripts/slurm/submit.sh (ACCOUNT/QOS/TIME/NODES).
+# Defaults are the #SBATCH lines below; override them with sbatch options or
+# SBATCH_ACCOUNT/SBATCH_QOS/SBATCH_TIMELIMIT. The whole chain: scripts/slurm/submit.sh PACKAGE ...
 # Software: ENV_SETUP='module load ...; source venv/bin/activate' (see common.sh). Submit from
 # the repository root (or set REPO).
-#SBATCH --job-name=pad-eval
+#SBATCH --job-name=pad-evaluate
 #SBATCH -C gpu
 #SBATCH --qos=regular
-#SBATCH --time=06:00:00
+#SBATCH --time=02:00:00
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1
 #SBATCH --gpus-per-node=4
@@ -20,7 +20,4 @@
 
 REPO="${REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}}"
 source "${REPO}/scripts/slurm/common.sh"
-usage_check pad_evaluate.sh permutation_ad.evaluate "$@"
-CONFIG="$1"; OUT="$2"; shift 2
-mkdir -p "${OUT}"
-launch "${TASKS_PER_NODE:-1}" -m permutation_ad.evaluate --config "${CONFIG}" --out "${OUT}" "$@"
+stage_job pad_evaluate.sh "${TASKS_PER_NODE:-1}" permutation_ad.evaluate -- "$@"

@@ -1,11 +1,11 @@
 #!/bin/bash
-# permutation_ad: end-to-end pipeline (prepare → train → classifier → evaluate → plots → table) in one job.
+# permutation_ad: the whole pipeline in one job (stages prepare..report; for small configs).
 #
 #   sbatch [-A ACCOUNT] [-q QOS] [-t TIME] [-N NODES] scripts/slurm/pad_pipeline.sh CONFIG OUT [args...]
-#   e.g. sbatch -A m1234 scripts/slurm/pad_pipeline.sh permutation_ad/configs/paper.yaml $SCRATCH/pad --stages prepare,train,classifier,evaluate,plots,table
+#   e.g. sbatch -A m1234 scripts/slurm/pad_pipeline.sh permutation_ad/configs/paper.yaml $SCRATCH/pad --stages prepare,train,classify,evaluate,baselines,figures,report
 # runs: python -m permutation_ad.pipeline --config CONFIG --out OUT [args...]
-# Account/QOS/time/nodes: the #SBATCH lines below are defaults; override with sbatch options,
-# SBATCH_ACCOUNT/SBATCH_QOS/SBATCH_TIMELIMIT, or scripts/slurm/submit.sh (ACCOUNT/QOS/TIME/NODES).
+# Defaults are the #SBATCH lines below; override them with sbatch options or
+# SBATCH_ACCOUNT/SBATCH_QOS/SBATCH_TIMELIMIT. The whole chain: scripts/slurm/submit.sh PACKAGE ...
 # Software: ENV_SETUP='module load ...; source venv/bin/activate' (see common.sh). Submit from
 # the repository root (or set REPO).
 #SBATCH --job-name=pad-pipeline
@@ -20,7 +20,4 @@
 
 REPO="${REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}}"
 source "${REPO}/scripts/slurm/common.sh"
-usage_check pad_pipeline.sh permutation_ad.pipeline "$@"
-CONFIG="$1"; OUT="$2"; shift 2
-mkdir -p "${OUT}"
-launch "${TASKS_PER_NODE:-1}" -m permutation_ad.pipeline --config "${CONFIG}" --out "${OUT}" "$@"
+stage_job pad_pipeline.sh "${TASKS_PER_NODE:-1}" permutation_ad.pipeline -- "$@"

@@ -5,6 +5,7 @@ import json
 import os
 import warnings
 
+import numpy as np
 import pandas as pd
 import tables
 
@@ -44,30 +45,50 @@ def open_store(path, key):
         store.close()
 
 
+# |η| beyond any LHC calorimeter: a value there is a broken file, not physics
+MAX_ABS_ETA = 8.0
+
+
+def check_range(path, start, stop, nrows):
+    """Validated [start, stop) row range of a file with ``nrows`` rows (stop None = all)."""
+    for name, v in (("start", start), ("stop", stop)):
+        if v is not None and (isinstance(v, bool) or int(v) != v or v < 0):
+            raise DataFormatError(path, name, f"must be a non-negative integer, got {v!r}")
+    start = int(start)
+    stop = nrows if stop is None else min(int(stop), nrows)
+    if start > stop:
+        raise DataFormatError(path, "start", f"{start} is beyond stop {stop} (the file has {nrows} rows)")
+    return start, stop
+
+
+def count_bad(path, field, bad_rows, what, offset):
+    """Raise DataFormatError naming ``field`` if any row of the boolean (n,) ``bad_rows`` is set."""
+    bad_rows = np.asarray(bad_rows)
+    if bad_rows.any():
+        first = int(np.argmax(bad_rows))
+        raise DataFormatError(path, field, f"{int(bad_rows.sum())} row(s) with {what} "
+                                           f"(first: row {offset + first})")
+
+
+def to_float(path, df, offset):
+    """The frame as float64; a non-numeric value is an error naming its column and row."""
+    try:
+        return df.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        for col in df.columns:
+            num = pd.to_numeric(df[col], errors="coerce")
+            bad = num.isna() & df[col].notna()
+            if bad.any():
+                row = int(np.argmax(bad.to_numpy()))
+                raise DataFormatError(path, str(col), f"non-numeric value {df[col].iloc[row]!r} in "
+                                                      f"row {offset + row}") from None
+        raise
+
+
 def store_nrows(store, key):
     """Number of rows of ``key`` in an open pandas HDFStore (table or fixed format)."""
     st = store.get_storer(key)
     return int(st.nrows if st.is_table else st.shape[0])
-
-
-def temp_path(path):
-    """A temporary sibling of `path` (same filesystem, so os.replace is atomic)."""
-    d, b = os.path.split(os.path.abspath(os.fspath(path)))
-    os.makedirs(d, exist_ok=True)
-    return os.path.join(d, f".{b}.tmp{os.getpid()}")
-
-
-@contextlib.contextmanager
-def atomic_target(path):
-    """Yield a temp path; on success move it onto `path`, on failure remove it."""
-    tmp = temp_path(path)
-    try:
-        yield tmp
-        os.replace(tmp, os.fspath(path))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def finalize_pandas_file(path, key, metadata=None):

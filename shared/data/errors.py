@@ -1,11 +1,4 @@
-"""The one error type raised on bad data files or arrays."""
+"""The one error type raised on bad data files or arrays (defined in ``shared.errors``)."""
+from shared.errors import DataFormatError
 
-
-class DataFormatError(ValueError):
-    """Bad input data: names the file (or array owner) and the offending field."""
-
-    def __init__(self, path, field, message):
-        self.path = str(path)
-        self.field = str(field)
-        self.message = str(message)
-        super().__init__(f"{self.path}: field '{self.field}': {self.message}")
+__all__ = ["DataFormatError"]

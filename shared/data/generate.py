@@ -1,6 +1,6 @@
 """Generate stand-in files in the official layouts with Pythia 8 + FastJet (SPEC §1.3b).
 
-    python -m shared.data.generate {toptag,zprime,lhco} --n N --seed S --out FILE
+    python -m shared.data.generate {toptag,zprime,lhco,semivisible,twoprong} --n N --seed S --out FILE
         [--workers K] [--signal-fraction f] [--no-detector] [--chunk-size C]
 
 Work is cut into tasks of at most `--chunk-size` selected jets/events, each with its own
@@ -19,14 +19,19 @@ import time
 
 import numpy as np
 
+from shared.io import atomic_write_text
+
 from . import pythia_samples as ps
-from ._hdfio import atomic_target
 from .detector import DetectorConfig, smear
 from .errors import DataFormatError
 from .lhco import write_lhco
 from .toptag import write_toptag
 
-_SAMPLE_INDEX = {name: i for i, name in enumerate(sorted(ps.SAMPLES))}
+# Seed stream of each sample: fixed numbers (the first five are the sorted order they had when
+# they were the only samples), so adding a sample never changes the jets of another.
+_SAMPLE_INDEX = {"lhco_qcd": 0, "lhco_wprime": 1, "qcd": 2, "top": 3, "zprime": 4,
+                 "darkqcd": 5, "semivisible": 6, "twoprong": 7}
+assert set(_SAMPLE_INDEX) == set(ps.SAMPLES), "give every sample in pythia_samples a seed stream"
 
 
 def task_seeds(seed, sample, task):
@@ -243,7 +248,7 @@ def generate(command, n, seed, out, workers=1, signal_fraction=None, detector=No
     if n <= 0:
         raise ValueError("--n must be positive")
     layout = ps.COMMANDS[command]["layout"]
-    sel = dict(ps.SELECTIONS[layout], **(selection or {}))
+    sel = ps.command_selection(command, selection)
     det = detector if isinstance(detector, DetectorConfig) else DetectorConfig.from_dict(detector)
     counts = plan_counts(command, n, signal_fraction)
     tasks = []
@@ -297,21 +302,20 @@ def generate(command, n, seed, out, workers=1, signal_fraction=None, detector=No
     else:
         parts = np.concatenate([r["particles"] for s in order for r in results if r["sample"] == s])
         write_lhco(out, parts[perm], labels[perm], metadata=meta)
-    with atomic_target(os.fspath(out) + ".json") as tmp:
-        with open(tmp, "w") as f:
-            json.dump(meta, f, indent=1, sort_keys=True)
+    atomic_write_text(os.fspath(out) + ".json", json.dumps(meta, indent=1, sort_keys=True))
     return meta
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=sorted(ps.COMMANDS))
-    p.add_argument("--n", type=int, required=True, help="number of jets (toptag, zprime) or events (lhco)")
+    p.add_argument("--n", type=int, required=True,
+                   help="number of jets (toptag, zprime, semivisible, twoprong) or events (lhco)")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", required=True, help="output HDF5 file (a sidecar <out>.json is written too)")
     p.add_argument("--workers", type=int, default=1, help="processes (each task has its own seed)")
     p.add_argument("--signal-fraction", type=float, default=None,
-                   help="fraction of signal (top / W'); default 0.5; zprime is signal only")
+                   help="fraction of signal (top / W' / dark jets); default 0.5; zprime is signal only")
     p.add_argument("--no-detector", action="store_true", help="particle level: no detector smearing")
     p.add_argument("--chunk-size", type=int, default=250, help="selected jets/events per task")
     p.add_argument("--max-batch", type=int, default=500, help="largest Pythia nextBatch call")
@@ -323,23 +327,64 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if args.chunk_size <= 0 or args.workers <= 0:
-        raise SystemExit("--chunk-size and --workers must be positive")
-    sel = {k: v for k, v in (("pt_min", args.pt_min), ("pt_max", args.pt_max), ("eta_max", args.eta_max),
-                             ("trigger_pt", args.trigger_pt)) if v is not None}
-    det = DetectorConfig(enabled=not args.no_detector)
+def check_request(args):
+    """Impossible requests fail at once, before any generation: sizes, cuts, the output path."""
+    from shared.errors import UsageError
+    for name in ("n", "workers", "chunk_size", "max_batch"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    sel = ps.command_selection(args.command)
+    sel.update({k: getattr(args, k) for k in ("pt_min", "pt_max") if getattr(args, k) is not None})
+    if "pt_min" in sel and "pt_max" in sel and sel["pt_min"] >= sel["pt_max"]:
+        raise UsageError(f"jet pT window [{sel['pt_min']}, {sel['pt_max']}] GeV (--pt-min/--pt-max) "
+                         "is empty: no jet can pass (the generator would run forever)")
+    for name in ("pt_min", "pt_max", "eta_max", "trigger_pt"):
+        v = getattr(args, name)
+        if v is not None and not v > 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {v}")
+    if args.signal_fraction is not None and not 0.0 <= args.signal_fraction <= 1.0:
+        raise UsageError(f"--signal-fraction must lie in [0, 1], got {args.signal_fraction}")
+    out = os.path.abspath(args.out)
+    if os.path.isdir(out):
+        raise UsageError(f"--out {out}: is a folder, expected a file name")
+    parent = os.path.dirname(out)
     try:
-        meta = generate(args.command, args.n, args.seed, os.path.abspath(args.out), workers=args.workers,
-                        signal_fraction=args.signal_fraction, detector=det, selection=sel,
-                        chunk_size=args.chunk_size, max_batch=args.max_batch, progress=not args.no_progress)
-    except (ValueError, DataFormatError) as exc:
-        raise SystemExit(f"error: {exc}") from exc
-    for s, r in meta["rates"].items():
-        print(f"{s}: {r['selected']} kept, {r['passed']} passed of {r['generated']} generated, "
-              f"{r['per_core_per_s']} per core per second", file=sys.stderr)
-    print(f"wrote {args.out} ({meta['wall_s']} s)", file=sys.stderr)
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create its folder ({exc.strerror})") from None
+    import tempfile
+    try:   # try it: os.access says yes to root on read-only mounts and /proc
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write in {parent} ({exc.strerror})") from None
+    return out
+
+
+def main(argv=None):
+    from shared.cli import run_cli
+
+    def _main(argv):
+        args = build_parser().parse_args(argv)
+        out = check_request(args)
+        sel = {k: v for k, v in (("pt_min", args.pt_min), ("pt_max", args.pt_max),
+                                 ("eta_max", args.eta_max), ("trigger_pt", args.trigger_pt))
+               if v is not None}
+        det = DetectorConfig(enabled=not args.no_detector)
+        try:
+            meta = generate(args.command, args.n, args.seed, out, workers=args.workers,
+                            signal_fraction=args.signal_fraction, detector=det, selection=sel,
+                            chunk_size=args.chunk_size, max_batch=args.max_batch,
+                            progress=not args.no_progress)
+        except ValueError as exc:
+            from shared.errors import UsageError
+            raise UsageError(str(exc)) from None
+        for s, r in meta["rates"].items():
+            print(f"{s}: {r['selected']} kept, {r['passed']} passed of {r['generated']} generated, "
+                  f"{r['per_core_per_s']} per core per second", file=sys.stderr)
+        print(f"wrote {args.out} ({meta['wall_s']} s)", file=sys.stderr)
+
+    run_cli(_main, argv)
     return 0
 
 

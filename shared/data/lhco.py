@@ -6,6 +6,8 @@ pandas HDF5 fixed format, key `df`, one float64 block (N, 2101) with integer col
 import numpy as np
 import pandas as pd
 
+from shared.io import atomic_path
+
 from . import _hdfio
 from .errors import DataFormatError
 
@@ -29,6 +31,17 @@ def _check_head(path, head):
         raise DataFormatError(path, str(bad[0]), f"expected float columns, found {head.dtypes[bad[0]]}")
 
 
+def _check_physics(path, parts, offset):
+    """Impossible particles: negative pT, |η| beyond any calorimeter, |φ| beyond 2π."""
+    for k, name, bad, what in (
+            (0, "pT", parts[..., 0] < 0, "negative pT"),
+            (1, "eta", np.abs(parts[..., 1]) > _hdfio.MAX_ABS_ETA, f"|eta| > {_hdfio.MAX_ABS_ETA}"),
+            (2, "phi", np.abs(parts[..., 2]) > 2 * np.pi + 1e-6, "|phi| > 2 pi")):
+        if bad.any():
+            col = 3 * int(np.argmax(bad.any(axis=0))) + k
+            _hdfio.count_bad(path, f"{col} ({name})", bad.any(axis=1), what, offset)
+
+
 def count_lhco(path):
     """Number of events in an LHCO R&D file."""
     with _hdfio.open_store(path, KEY) as store:
@@ -39,14 +52,14 @@ def iter_lhco(path, start=0, stop=None, chunksize=50_000, dtype=np.float32):
     """Yield dicts particles (n, 700, 3) [pT, eta, phi] (`dtype`), label (n,) int64."""
     path = _hdfio.require_file(path)
     if chunksize <= 0:
-        raise ValueError("chunksize must be positive")
+        raise DataFormatError(path, "chunksize", f"must be positive, got {chunksize}")
     with _hdfio.open_store(path, KEY) as store:
         nrows = _hdfio.store_nrows(store, KEY)
         _check_head(path, store.select(KEY, start=0, stop=0))
-        stop = nrows if stop is None else min(int(stop), nrows)
-        for a in range(int(start), stop, chunksize):
+        start, stop = _hdfio.check_range(path, start, stop, nrows)
+        for a in range(start, stop, chunksize):
             b = min(a + chunksize, stop)
-            x = store.select(KEY, start=a, stop=b).to_numpy(dtype=np.float64)
+            x = _hdfio.to_float(path, store.select(KEY, start=a, stop=b), a)
             bad = ~np.isfinite(x)
             if bad.any():
                 row, col = np.argwhere(bad)[0]
@@ -54,8 +67,10 @@ def iter_lhco(path, start=0, stop=None, chunksize=50_000, dtype=np.float32):
             label = x[:, -1]
             if not np.isin(label, (0.0, 1.0)).all():
                 raise DataFormatError(path, str(N_COLUMNS - 1), f"labels must be 0 or 1, found {np.unique(label)[:5]}")
+            parts = x[:, :-1].reshape(b - a, N_PARTICLES, 3)
+            _check_physics(path, parts, a)
             yield {
-                "particles": x[:, :-1].reshape(b - a, N_PARTICLES, 3).astype(dtype),
+                "particles": parts.astype(dtype),
                 "label": label.astype(np.int64),
             }
 
@@ -87,7 +102,7 @@ def write_lhco(path, particles, label, metadata=None):
     block[:, : 3 * x.shape[1]] = x.reshape(n, -1)
     block[:, -1] = label
     df = pd.DataFrame(block, columns=pd.Index(np.arange(N_COLUMNS, dtype=np.int64)))
-    with _hdfio.atomic_target(path) as tmp:
+    with atomic_path(path) as tmp:
         df.to_hdf(tmp, key=KEY, format="fixed", mode="w")
         _hdfio.finalize_pandas_file(tmp, KEY, metadata)
     return path

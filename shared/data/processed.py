@@ -9,6 +9,8 @@ import json
 import h5py
 import numpy as np
 
+from shared.io import atomic_path
+
 from . import _hdfio
 from .errors import DataFormatError
 
@@ -38,7 +40,7 @@ def write_processed(path, constituents, mask, jets, label, attrs=None, compressi
         blob = json.dumps(attrs or {}, sort_keys=True)
     except TypeError as exc:
         raise DataFormatError(path, "attrs", f"not JSON-serialisable ({exc})") from exc
-    with _hdfio.atomic_target(path) as tmp:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             kw = {"compression": compression} if compression and n > 0 else {}
             f.create_dataset("constituents", data=c.astype(np.float32), **kw)
@@ -48,6 +50,18 @@ def write_processed(path, constituents, mask, jets, label, attrs=None, compressi
             f.attrs["layout"] = LAYOUT
             f.attrs["attrs_json"] = blob
     return path
+
+
+def count_processed(path):
+    """Number of jets in a processed file."""
+    path = _hdfio.require_file(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if "constituents" not in f:
+                raise DataFormatError(path, "constituents", "missing dataset")
+            return int(f["constituents"].shape[0])
+    except OSError as exc:
+        raise DataFormatError(path, "file", f"not a readable HDF5 file ({exc})") from exc
 
 
 def read_processed(path, start=0, stop=None):
@@ -67,7 +81,7 @@ def read_processed(path, start=0, stop=None):
                 raise DataFormatError(path, name, f"has {f[name].shape[0]} rows, constituents has {n}")
         if f["mask"].shape != f["constituents"].shape[:2]:
             raise DataFormatError(path, "mask", f"shape {f['mask'].shape} != constituents {f['constituents'].shape[:2]}")
-        sl = slice(int(start), n if stop is None else min(int(stop), n))
+        sl = slice(*_hdfio.check_range(path, start, stop, n))
         out = {name: f[name][sl] for name in DATASETS}
         raw = f.attrs.get("attrs_json", "{}")
     out["mask"] = out["mask"].astype(bool)

@@ -7,6 +7,8 @@ values_block_0 (804 x float32) and values_block_1 (2 x int64).
 import numpy as np
 import pandas as pd
 
+from shared.io import atomic_path
+
 from . import _hdfio
 from .errors import DataFormatError
 
@@ -29,24 +31,44 @@ def _check_columns(path, columns):
 def _chunk_to_arrays(path, df, offset):
     if list(df.columns) != COLUMNS:
         df = df[COLUMNS]
-    flo = df.iloc[:, : len(P4_COLUMNS) + 4].to_numpy(dtype=np.float32)
+    flo = _hdfio.to_float(path, df.iloc[:, : len(P4_COLUMNS) + 4], offset).astype(np.float32)
     bad = ~np.isfinite(flo)
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DataFormatError(path, COLUMNS[col], f"non-finite value {flo[row, col]} in row {offset + row}")
-    ints = df[INT_COLUMNS].to_numpy()
-    if not np.issubdtype(ints.dtype, np.integer) and not np.all(np.mod(ints, 1) == 0):
+    ints = _hdfio.to_float(path, df[INT_COLUMNS], offset)
+    if not np.all(np.mod(ints, 1) == 0):
         raise DataFormatError(path, "is_signal_new", "ttv / is_signal_new must be integers")
     label = ints[:, 1].astype(np.int64)
     if not np.isin(label, (0, 1)).all():
         raise DataFormatError(path, "is_signal_new", f"labels must be 0 or 1, found {np.unique(label)}")
     n = len(df)
+    p4 = flo[:, : len(P4_COLUMNS)].reshape(n, N_CONSTITUENTS, 4)
+    _check_physics(path, p4, offset)
     return {
-        "p4": flo[:, : len(P4_COLUMNS)].reshape(n, N_CONSTITUENTS, 4),
+        "p4": p4,
         "truth": flo[:, len(P4_COLUMNS) :],
         "ttv": ints[:, 0].astype(np.int64),
         "label": label,
     }
+
+
+def _check_physics(path, p4, offset):
+    """Impossible constituents: negative energy, or |η| beyond any calorimeter."""
+    e = p4[..., 0].astype(np.float64)
+    neg = e < 0
+    if neg.any():
+        col = int(np.argmax(neg.any(axis=0)))
+        _hdfio.count_bad(path, f"E_{col}", neg.any(axis=1), "negative constituent energy", offset)
+    pt = np.hypot(p4[..., 1], p4[..., 2]).astype(np.float64)
+    real = pt > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta = np.abs(np.arcsinh(np.where(real, p4[..., 3] / np.where(real, pt, 1.0), 0.0)))
+    far = real & (eta > _hdfio.MAX_ABS_ETA)
+    if far.any():
+        col = int(np.argmax(far.any(axis=0)))
+        _hdfio.count_bad(path, f"PZ_{col}", far.any(axis=1),
+                         f"constituent |eta| > {_hdfio.MAX_ABS_ETA}", offset)
 
 
 def count_toptag(path):
@@ -59,13 +81,13 @@ def iter_toptag(path, start=0, stop=None, chunksize=100_000):
     """Yield dicts p4 (n, 200, 4) [E, px, py, pz] float32, truth (n, 4), ttv (n,), label (n,)."""
     path = _hdfio.require_file(path)
     if chunksize <= 0:
-        raise ValueError("chunksize must be positive")
+        raise DataFormatError(path, "chunksize", f"must be positive, got {chunksize}")
     with _hdfio.open_store(path, KEY) as store:
         nrows = _hdfio.store_nrows(store, KEY)
         head = store.select(KEY, start=0, stop=0)
         _check_columns(path, head.columns)
-        stop = nrows if stop is None else min(int(stop), nrows)
-        for a in range(int(start), stop, chunksize):
+        start, stop = _hdfio.check_range(path, start, stop, nrows)
+        for a in range(start, stop, chunksize):
             b = min(a + chunksize, stop)
             yield _chunk_to_arrays(path, store.select(KEY, start=a, stop=b), a)
 
@@ -111,7 +133,7 @@ def write_toptag(path, p4, label, truth=None, ttv=None, metadata=None, chunksize
     """Write jets in the official layout (atomically). p4 (N, P <= 200, 4) is zero padded to 200."""
     p4, label, truth, ttv = _validate_inputs(path, p4, label, truth, ttv)
     n = len(label)
-    with _hdfio.atomic_target(path) as tmp:
+    with atomic_path(path) as tmp:
         with pd.HDFStore(tmp, mode="w", complevel=complevel, complib="zlib" if complevel else None) as store:
             for a in range(0, max(n, 1), chunksize):
                 b = min(a + chunksize, n)

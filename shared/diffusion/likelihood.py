@@ -25,7 +25,7 @@ import tensorflow as tf
 from scipy.integrate import solve_ivp
 from tqdm.auto import tqdm
 
-from shared.config import ConfigError
+from shared.errors import ConfigError
 from shared.diffusion.ode import METHODS, BatchedRK
 
 DIVERGENCES = ("hutchinson", "exact")
@@ -52,25 +52,29 @@ class LikelihoodOptions:
     trim_padding: bool = True        # graph solver: drop trailing padded slots (width buckets)
 
     @classmethod
-    def from_config(cls, mapping: Mapping | None, source=None) -> "LikelihoodOptions":
-        """Options from a ``likelihood:`` mapping; ConfigError names the unknown or bad key."""
+    def from_config(cls, mapping: Mapping | None, source=None,
+                    prefix: str = "likelihood") -> "LikelihoodOptions":
+        """Options from a config mapping; ConfigError names the unknown or bad ``prefix.key``."""
         mapping = dict(mapping or {})
         names = {f.name for f in dataclasses.fields(cls)}
         for key in mapping:
             if key not in names:
-                raise ConfigError(source, f"likelihood.{key}",
-                                  f"unknown option (known: {', '.join(sorted(names))})")
+                raise ConfigError(source, f"{prefix}.{key}",
+                                  f"unknown key (known keys here: {', '.join(sorted(names))})")
         opts = cls(**mapping)
-        opts.validate(source)
+        opts.validate(source, prefix)
         return opts
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
     def replace(self, **changes) -> "LikelihoodOptions":
         """A copy with ``changes`` applied, validated."""
-        return LikelihoodOptions.from_config({**dataclasses.asdict(self), **changes})
+        return LikelihoodOptions.from_config({**self.as_dict(), **changes})
 
-    def validate(self, source=None) -> None:
+    def validate(self, source=None, prefix: str = "likelihood") -> None:
         def bad(key, what):
-            return ConfigError(source, f"likelihood.{key}", f"{what}, got {getattr(self, key)!r}")
+            return ConfigError(source, f"{prefix}.{key}", f"{what}, got {getattr(self, key)!r}")
 
         def positive_int(v):
             return isinstance(v, int) and not isinstance(v, bool) and v >= 1
@@ -167,7 +171,7 @@ def _integrand(eps_fn, sde, divergence, vector_input):
     return f_and_div
 
 
-def _make_ode_fn(eps_fn, sde, divergence, vector_input):
+def make_ode_fn(eps_fn, sde, divergence, vector_input):
     """tf.function (x, t scalar, mask, cond, probe (B,P,F)) -> (f̃ masked, divergence (B,))."""
     f_and_div = _integrand(eps_fn, sde, divergence, vector_input)
 
@@ -369,5 +373,5 @@ def _solve_scipy(eps_fn, sde, opts, vector_input, x3, m, cond_arr, probes, bs, p
     return z1, delta, nfe, None
 
 
-__all__ = ["LikelihoodOptions", "LikelihoodResult", "log_likelihood", "draw_probes",
+__all__ = ["LikelihoodOptions", "LikelihoodResult", "log_likelihood", "draw_probes", "make_ode_fn",
            "DIVERGENCES", "PROBES", "SOLVERS"]

@@ -216,12 +216,29 @@ class CosineLogSNR(_VPBase):
         return {"name": "cosine_logsnr", "logsnr_max": self.logsnr_max, "eps": self.eps}
 
 
+def check_sde_config(value, key="model.sde", source=None) -> dict:
+    """Config-schema check of an SDE section: a ConfigError naming ``key`` if ``make_sde``
+    would reject it."""
+    from shared.errors import ConfigError
+    if not isinstance(value, dict):
+        raise ConfigError(source, key, f"must be a mapping like {{name: vpsde}}, got {value!r}")
+    try:
+        make_sde(value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(source, key, str(exc)) from None
+    return dict(value)
+
+
 def make_sde(config: dict):
     """Build a schedule from a config dict: {name: vpsde|cosine_logsnr, ...parameters}."""
     cfg = dict(config or {})
     name = cfg.pop("name", "vpsde")
-    if name == "vpsde":
-        return VPSDE(**cfg)
-    if name == "cosine_logsnr":
-        return CosineLogSNR(**cfg)
+    cls = {"vpsde": VPSDE, "cosine_logsnr": CosineLogSNR}.get(name)
+    if cls is not None:
+        import inspect
+        allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = sorted(set(cfg) - allowed)
+        if unknown:
+            raise ValueError(f"sde {name!r}: unknown parameter(s) {unknown}; allowed: {sorted(allowed)}")
+        return cls(**cfg)
     raise ValueError(f"sde.name: unknown schedule {name!r} (expected 'vpsde' or 'cosine_logsnr')")

@@ -1,0 +1,23 @@
+#!/bin/bash
+# permutation_ad: prepare stage (read the Top-Tagging/Z' files, features; single process, 1 node).
+#
+#   sbatch [-A ACCOUNT] [-q QOS] [-t TIME] [-N NODES] scripts/slurm/pad_prepare.sh CONFIG OUT [args...]
+#   e.g. sbatch -A m1234 scripts/slurm/pad_prepare.sh permutation_ad/configs/paper.yaml $SCRATCH/pad
+# runs: python -m permutation_ad.pipeline --config CONFIG --out OUT --stages prepare [args...]
+# Defaults are the #SBATCH lines below; override them with sbatch options or
+# SBATCH_ACCOUNT/SBATCH_QOS/SBATCH_TIMELIMIT. The whole chain: scripts/slurm/submit.sh PACKAGE ...
+# Software: ENV_SETUP='module load ...; source venv/bin/activate' (see common.sh). Submit from
+# the repository root (or set REPO).
+#SBATCH --job-name=pad-prepare
+#SBATCH -C gpu
+#SBATCH --qos=regular
+#SBATCH --time=02:00:00
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node=4
+#SBATCH --cpus-per-task=128
+#SBATCH --output=slurm-%x-%j.out
+
+REPO="${REPO:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}}"
+source "${REPO}/scripts/slurm/common.sh"
+stage_job pad_prepare.sh "${TASKS_PER_NODE:-1}" permutation_ad.pipeline --stages prepare -- "$@"
