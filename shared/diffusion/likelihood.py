@@ -47,7 +47,7 @@ class LikelihoodOptions:
     batch_size: int | None = None    # graph: sets in flight, None = auto (max_elements);
     #                                  scipy: sets per solve_ivp call, None = all
     solver: str = "graph"            # graph (in-graph batched RK) | scipy (reference)
-    jit_compile: bool = True         # graph solver: XLA-compile the drift + divergence
+    jit_compile: bool = False        # graph solver: XLA-compile the drift + divergence (see docs)
     max_elements: int = 4096         # auto batch: sets × elements × probe copies per evaluation
     trim_padding: bool = True        # graph solver: drop trailing padded slots (width buckets)
 
