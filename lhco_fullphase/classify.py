@@ -219,9 +219,13 @@ def unit_artifact(run, unit, prep=None):
             roles.append("sb_train")
         else:
             extra["sample_metrics"] = {k: v for k, v in run.key("sample_metrics").items() if k != "progress"}
+    prepared = prep.fingerprint(*roles)
+    if unit[0] == "scan" and unit[1] in LOWDIM_METHODS:
+        # the 4 features (upstream) hold what the caches decide; no generator preprocessing
+        prepared = {"events": prepared["events"]}
     folder = unit[0] != "metrics"
     return run.artifact(unit_dir(run, unit), config=keys, upstream=upstream,
-                        extra={**extra, "prepared": prep.fingerprint(*roles)},
+                        extra={**extra, "prepared": prepared},
                         folder=folder, done_marker="scores.npz" if folder else None)
 
 
