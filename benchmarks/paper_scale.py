@@ -25,7 +25,7 @@ the unit's own):
   gives seconds per generated event; cross-checked with ``DijetDiffusion.sample`` at few steps.
 * ``lhco_classifier`` also: seconds per predicted event (inference, batch 512).
 * ``lhco_cluster``: anti-kT R = 1 clustering of LHCO-layout events
-  (``lhco_fullphase.data.cluster_dijets`` on events from tests/official_layout.py), s per event.
+  (``lhco_fullphase.events.cluster_dijets`` on events from tests/official_layout.py), s per event.
 
 The projection (``project``) turns these into wall times of the paper stages on 16 A100s from
 the assumptions in ``ASSUMPTIONS`` (all overridable with ``--assume key=value``); docs/scale.md
@@ -337,7 +337,7 @@ def unit_lhco_cluster(a):
     import numpy as np
     sys.path.insert(0, os.path.join(REPO, "tests"))
     from official_layout import lhco_events
-    from lhco_fullphase.data import cluster_dijets
+    from lhco_fullphase.events import cluster_dijets
     cfg = _paper_cfg("lhco_fullphase")
     ev = lhco_events(a.cluster_events, "qcd", np.random.default_rng(6))
     t0, c0 = time.perf_counter(), time.process_time()

@@ -266,6 +266,10 @@ def read_scores(workdir) -> dict:
 
 
 def read_results_eval(out) -> dict:
+    """The evaluation results; an error if a classifier unit (or what it was made from) was
+    made again after them."""
+    from shared.run import require_current
+    require_current(results_eval_path(out), "evaluation", "run the classify and evaluate stages again")
     return read_json(results_eval_path(out), "evaluation results (run the evaluate stage)")
 
 

@@ -49,6 +49,16 @@ def finished_units(run) -> tuple[dict, list]:
     return done, missing
 
 
+def _record(run, paths, done) -> None:
+    """Fingerprints of the evaluation outputs: made from exactly the finished units ``done``
+    (so a figure can tell when one of them, or what it was made from, was made again)."""
+    from lhco_fullphase.classify import unit_artifact
+    prep = load_prepared(run)
+    used = {"/".join(map(str, u)): unit_artifact(run, u, prep) for u in done}
+    for path in paths:
+        run.artifact(path, upstream=used).record()
+
+
 def scan_metrics(runs, n, mb, band) -> dict:
     """Metrics of the initialisations ``runs`` (score dicts) of one (method, injection)."""
     from shared import metrics
@@ -70,6 +80,7 @@ def evaluate(run) -> dict:
     from shared.plotting import save_predictions
     mb, band = int(run.key("evaluate.min_background")), float(run.key("evaluate.band"))
     done, missing = finished_units(run)
+    written = [artifacts.results_eval_path(run.out)]
     if missing:
         run.log(f"evaluate: {len(missing)} classifier unit(s) not finished with the current "
                 f"settings, left out (e.g. {'/'.join(map(str, missing[0]))}); run the classify stage")
@@ -87,8 +98,8 @@ def evaluate(run) -> dict:
         curves = {f"{u[1]}_init{u[3]}": (s["labels"], s["scores"]) for u, s in done.items()
                   if u[0] == "scan" and u[2] == n}
         if curves:
-            save_predictions(artifacts.predictions_path(run.out, f"sic_inj{n}"), curves,
-                             title=f"lhco_fullphase, {n} injected signal events")
+            written.append(artifacts.predictions_path(run.out, f"sic_inj{n}"))
+            save_predictions(written[-1], curves, title=f"lhco_fullphase, {n} injected signal events")
     for generator in generators(run):
         res["quality"][generator], res["sample_metrics"][generator] = {}, {}
         for region in run.key("generation_quality.regions"):
@@ -102,6 +113,7 @@ def evaluate(run) -> dict:
             if m:
                 res["sample_metrics"][generator][region] = m["views"]
     atomic_write_json(artifacts.results_eval_path(run.out), res)
+    _record(run, written, done)
     return res
 
 

@@ -65,7 +65,7 @@ def cluster_dijets(particles, num_particles, radius=1.0, algorithm="antikt"):
     jets = np.zeros((n, 2, 5), np.float64)
     parts = np.zeros((n, 2, num_particles, 3), np.float64)
     mask = np.zeros((n, 2, num_particles), bool)
-    for j in range(2):
+    for j in range(2 if n else 0):   # no event kept (e.g. all empty): awkward has no fields then
         # Jet 4-vector from all its constituents; only the leading num_particles are stored.
         cj = consts_ak[:, j]
         p4 = np.stack([ak.to_numpy(ak.sum(cj[f], axis=-1)) for f in ("E", "px", "py", "pz")], -1)

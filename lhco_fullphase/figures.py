@@ -56,6 +56,11 @@ def generated_vs_true(run, data_dir=None) -> dict:
     if not any(found.values()):
         raise DataFormatError(out / "generated", "<generator>/<region>.h5",
                               "no generated events (run the sample stage)")
+    from shared.run import require_current
+    for region, gens in found.items():
+        for g in gens:
+            require_current(artifacts.generated_path(out, g, region), "generated events",
+                            "run the sample stage again (python -m lhco_fullphase.sample --region both)")
     prep = load_prepared(run) if hasattr(run, "cfg") else \
         Prepared.load(data_dir or artifacts.data_dir_of(out))
     pairs = {}

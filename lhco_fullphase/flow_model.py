@@ -44,7 +44,7 @@ PARTICLE_NET_DEFAULTS = {k: v for k, v in FLOW_MODEL_DEFAULTS["particle_net"].it
 class DijetFlowMatching(DijetConditioning, keras.Model):
     """Two velocity models (jets | t, mjj; particles | t, jet, mjj) with the Trainer contract.
 
-    Batch (dict, network space from ``lhco_fullphase.data.Preprocessor``): ``jets`` (B, 2, F),
+    Batch (dict, network space from ``lhco_fullphase.preprocess.Preprocessor``): ``jets`` (B, 2, F),
     ``particles`` (B, 2, P, 3), ``mask`` (B, 2, P), ``mjj`` (B,) scaled (the jet part needs only
     ``jets`` and ``mjj``). ``n_dequant``: width of one multiplicity unit in standardised units
     (1 / std of N) at feature index ``n_feature``; the jet model sees N + u, u ~ U(−½, ½)·width.

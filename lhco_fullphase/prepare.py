@@ -166,6 +166,9 @@ def prepare(run) -> "Prepared":
             n = make_dijet_cache(raw, art.path, num_particles=int(run.key("data.num_particles")),
                                  radius=float(run.key("data.jet_radius")), source_index=index,
                                  chunksize=int(run.key("data.chunksize")), progress=run.progress)
+            if n == 0:
+                raise DataFormatError(raw, "events", "no event has two jets (R = "
+                                      f"{run.key('data.jet_radius')}): nothing to prepare")
             art.record()
             run.log(f"dijet cache {art.path.name}: {n} events")
         caches.append((index, name, raw, art))

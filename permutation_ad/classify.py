@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from permutation_ad import artifacts
-from permutation_ad.classifier import SetClassifier
 from permutation_ad.prepare import load_split, prepare, processed_artifact
 from permutation_ad.preprocess import Preprocessor
 from shared.training import TRAINER_DEFAULTS
@@ -27,6 +26,7 @@ def classifier_artifact(run):
 def train_classifier(run):
     """Train (every rank under Horovod), predict the test jets, write the predictions (rank 0);
     returns the artifact."""
+    from permutation_ad.classifier import SetClassifier
     from shared.checkpoint import find_checkpoint
     from shared.io import atomic_savez
     from shared.seeding import set_seeds

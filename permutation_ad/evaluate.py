@@ -69,8 +69,15 @@ def unit_artifact(run, unit):
 
 
 def _density(run, sample, objective):
-    return run.cached(f"density/{sample}_{objective}", lambda: load_density(
-        run.cfg, artifacts.model_dir(run.out, sample, objective), objective))
+    """The trained density, loaded once per process; an error if it is missing or was trained
+    with other settings or data than the run's (its likelihoods would be recorded as made from
+    the density the settings describe)."""
+    from shared.errors import UsageError
+    art = density_artifact(run, sample, objective)
+    if not (art.complete() and art.matches()):
+        raise UsageError(f"{art.path}: density {art.stale_reason() or 'not trained'}; run the train "
+                         f"stage (python -m permutation_ad.train --sample {sample} --objective {objective})")
+    return run.cached(f"density/{sample}_{objective}", lambda: load_density(run.cfg, art.path, objective))
 
 
 def _options(run):
@@ -156,18 +163,26 @@ def permutation_stats(nll) -> dict:
                     "Stricter companion: the same with standard errors std/sqrt(repeats)."}
 
 
+def merged_artifact(run, sample, objective, all_units=None):
+    """The merged likelihood file of one density: made from its units."""
+    all_units = units(run) if all_units is None else all_units
+    mine = [u for u in all_units if u[0] == "loglik" and u[1] == sample and u[2] == objective]
+    return run.artifact(artifacts.loglik_path(run.out, sample, objective),
+                        upstream={f"{u[3]}_{u[4]}": unit_artifact(run, u) for u in mine})
+
+
 def merge(run, all_units) -> dict:
-    """Rank 0: concatenate the units of every density into its merged likelihood file."""
+    """Rank 0: concatenate the units of every density into its merged likelihood file (kept
+    when it was merged from exactly these units)."""
     from shared.io import atomic_savez
     merged = {}
     for s in run.key("model.samples"):
         for o in run.key("model.objectives"):
-            mine = [u for u in all_units if u[0] == "loglik" and u[1] == s and u[2] == o]
-            path = artifacts.loglik_path(run.out, s, o)
-            merged[(s, o)] = path
-            art = run.artifact(path, upstream={f"{u[3]}_{u[4]}": unit_artifact(run, u) for u in mine})
-            if art.prepare(log=run.log, what=f"eval/{path.name}"):
+            art = merged_artifact(run, s, o, all_units)
+            merged[(s, o)] = art.path
+            if art.prepare(log=run.log, what=f"eval/{art.path.name}"):
                 continue
+            mine = [u for u in all_units if u[0] == "loglik" and u[1] == s and u[2] == o]
             res = {}
             for t in TEST_SAMPLES:
                 parts = [artifacts.read_loglik(unit_artifact(run, u).path) for u in mine if u[3] == t]
@@ -175,7 +190,7 @@ def merge(run, all_units) -> dict:
                     res[f"{k}_{t}"] = np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
                 res[f"nfe_{t}"] = np.sum([p["nfe"] for p in parts], axis=0) if parts else np.zeros(2)
                 res[f"seconds_{t}"] = np.asarray(sum(float(p["seconds"]) for p in parts))
-            atomic_savez(path, **res)
+            atomic_savez(art.path, **res)
             art.record()
     return merged
 

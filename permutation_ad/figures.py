@@ -25,10 +25,21 @@ def _stem(run, name, out):
     return str(out) if out else str(artifacts.plots_dir(run) / name)
 
 
+def _current(path, what):
+    """``path``, checked not to be made from outputs that were made again since (e.g. the
+    likelihoods of a density that was retrained afterwards)."""
+    from shared.run import require_current
+    require_current(path, what, "run the evaluate and report stages again "
+                                "(python -m permutation_ad.pipeline --stages evaluate,report)")
+    return path
+
+
 def score_hist(run, sample, key, xlabel, title, ax):
     """Histogram of score ``key`` of the QCD/top/Z′ test jets under the ``sample``-trained
     densities (both objectives) into ``ax``."""
     lls = {o: artifacts.read_merged_loglik(run, sample, o, TEST_SAMPLES) for o in OBJ_STYLE}
+    for o in lls:
+        _current(artifacts.loglik_path(run, sample, o), "log-likelihood file")
     lls = {o: ll for o, ll in lls.items() if ll is not None}
     if not lls:
         raise DataFormatError(Path(run) / "eval", f"loglik_{sample}_*.npz", "missing (run the evaluate stage)")
@@ -50,6 +61,7 @@ def fig1_permutations(run, out=None):
     """NLL of one QCD jet under several permutations of its particles (QCD-trained density),
     mean ± std of repeated Hutchinson estimates."""
     r = read_permutation(run)
+    _current(artifacts.permutation_path(run), "permutation test")
     if r is None:
         raise DataFormatError(artifacts.permutation_path(run), "file", "missing (run the evaluate stage)")
     mean, std = np.asarray(r["mean"]), np.asarray(r["std"])
@@ -84,7 +96,8 @@ def fig3_sic(run, out=None):
     mb = 10
     res = artifacts.results_path(run)
     if res.is_file():   # the same minimum-background rule as results.json
-        mb = read_json(res)["unsupervised"]["top"]["standard"]["nll_per_particle"]["min_background_events"]
+        for by_objective in read_json(res, "results").get("unsupervised", {}).get("top", {}).values():
+            mb = by_objective["nll_per_particle"]["min_background_events"]
     fig, ax = plotting.figure()
     for sig in ("top", "zprime"):
         styles = {o: {"color": plotting.COLORS[sig], "ls": OBJ_STYLE[o],

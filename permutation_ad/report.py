@@ -195,10 +195,50 @@ def table1(res, note=NOTE) -> str:
     return "\n".join(lines) + "\n"
 
 
+PREDICTIONS = ("sic_top", "sic_zprime", "roc_top")
+
+
+def report_inputs(run) -> dict:
+    """The artifacts the report reads, each checked to be finished with the run's current
+    settings: the merged likelihoods of every configured density, the permutation test and, if
+    it was trained, the classifier. A missing or stale one is one error naming it and the stage
+    that makes it (never a report of other settings' results)."""
+    from permutation_ad.classify import classifier_artifact
+    from permutation_ad.evaluate import merged_artifact, unit_artifact, units
+    from shared.errors import UsageError
+
+    def require(art, what, stage):
+        if not art.complete():
+            raise UsageError(f"{art.path}: {what} missing; run the {stage} stage")
+        if not art.matches():
+            raise UsageError(f"{art.path}: {what} not made with the current settings "
+                             f"({art.stale_reason()}); run the {stage} stage")
+        return art
+
+    all_units = units(run)
+    used = {f"loglik_{s}_{o}": require(merged_artifact(run, s, o, all_units), "likelihoods", "evaluate")
+            for s in run.key("model.samples") for o in run.key("model.objectives")}
+    if ("permutation",) in all_units:
+        used["permutation"] = require(unit_artifact(run, ("permutation",)), "permutation test", "evaluate")
+    clf = classifier_artifact(run)
+    if clf.complete():
+        used["classifier"] = require(clf, "classifier", "classify")
+    return used
+
+
 def report(run) -> dict:
-    """Write results.json and table1.md of the run; returns the results."""
+    """Write results.json, table1.md and the prediction files of the figures (with their
+    fingerprints) from the current likelihoods; returns the results."""
     from shared.run import load_stage_times
+    used = report_inputs(run)
+    for name in PREDICTIONS:   # made again below from the current inputs (or not at all)
+        for p in (artifacts.predictions_path(run.out, name),
+                  run.artifact(artifacts.predictions_path(run.out, name)).fingerprint_path):
+            p.unlink(missing_ok=True)
     res = metrics_of_run(run.cfg, run.out)
+    for name in PREDICTIONS:
+        if artifacts.predictions_path(run.out, name).is_file():
+            run.artifact(artifacts.predictions_path(run.out, name), upstream=used).record()
     baselines = run.out / "baselines" / "results.json"
     if baselines.is_file():
         res["baselines"] = read_json(baselines, "baselines results")

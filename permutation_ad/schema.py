@@ -6,8 +6,8 @@ one error naming the config file and the dotted key. The meaning of the keys is 
 """
 from __future__ import annotations
 
-from shared.diffusion.likelihood import LikelihoodOptions
-from shared.diffusion.sde import check_sde_config
+from permutation_ad.baselines.config import check_baselines_section
+from shared.errors import ConfigError
 from shared.schema import (REQUIRED, Any_, Bool, Choice, Custom, Float, Int, List, Section, Str,
                            validate)
 from shared.training import TRAINER_DEFAULTS, check_trainer_section
@@ -20,8 +20,39 @@ JET_FEATURES = ("pt", "eta", "mass", "n")
 SOURCES = ("embedded", "files", "synthetic")
 
 
+def _mapping(value, key, source):
+    """A mapping, checked in full at the end (``_Schema``): its check loads TensorFlow, which a
+    typo elsewhere should not wait for."""
+    if not isinstance(value, dict):
+        raise ConfigError(source, key, f"must be a mapping, got {value!r}")
+    return dict(value)
+
+
+ODE_METHODS = ("RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA")   # scipy solve_ivp
+
+
 def _likelihood(value, key, source):
-    return LikelihoodOptions.from_config(value or {}, source, prefix=key).as_dict()
+    from shared.diffusion.likelihood import LikelihoodOptions
+    out = LikelihoodOptions.from_config(value or {}, source, prefix=key).as_dict()
+    if out["method"] not in ODE_METHODS:
+        raise ConfigError(source, f"{key}.method", f"must be one of {list(ODE_METHODS)}, got {out['method']!r}")
+    return out
+
+
+def _check_sde(value, key, source):
+    from shared.diffusion.sde import check_sde_config
+    return check_sde_config(value, key, source)
+
+
+class _Schema(Section):
+    """The top level; the SDE and likelihood sections last (their checks need TensorFlow), so a
+    typo anywhere is reported at once."""
+
+    def _check(self, value, key, source):
+        out = super()._check(value, key, source)
+        out["likelihood"] = _likelihood(out["likelihood"], "likelihood", source)
+        out["model"]["sde"] = _check_sde(out["model"]["sde"], "model.sde", source)
+        return out
 
 
 def _classifier(value, key, source):
@@ -33,7 +64,7 @@ def _classifier(value, key, source):
     return {**net.check(value, key, source), **check_trainer_section(train, key, source)}
 
 
-SCHEMA = Section({
+SCHEMA = _Schema({
     "seed": Int(0),
     "data": Section({
         "source": Choice(*SOURCES, default="embedded"),
@@ -48,8 +79,8 @@ SCHEMA = Section({
         "workers": Int(1, min=1),
     }),
     "model": Section({
-        "sde": Custom(check_sde_config, default={"name": "vpsde", "beta_min": 0.1,
-                                                   "beta_max": 20.0}, nullable=False),
+        "sde": Custom(_mapping, default={"name": "vpsde", "beta_min": 0.1, "beta_max": 20.0},
+                      nullable=False),
         "gaussian_skip": Bool(False),
         "particle_net": Section({"width": Int(128, min=1), "num_blocks": Int(6, min=0),
                                  "num_heads": Int(2, min=1), "ffn_dim": Int(512, min=1)}),
@@ -58,7 +89,7 @@ SCHEMA = Section({
         "samples": List(Choice(*SAMPLES), default=list(SAMPLES), min_length=1),
     }),
     "training": Custom(check_trainer_section, default=None),
-    "likelihood": Custom(_likelihood, default=None),
+    "likelihood": Custom(_mapping, default={}),
     "evaluate": Section({
         "num_jets": Int(None, min=1),
         "chunk_size": Int(1000, min=1),
@@ -68,7 +99,7 @@ SCHEMA = Section({
                                 "jet_index": Int(0, min=0)}),
     }),
     "classifier": Custom(_classifier, default=None),
-    "baselines": Any_(None),
+    "baselines": Custom(check_baselines_section, default=None),
 })
 
 

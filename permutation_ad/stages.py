@@ -1,12 +1,13 @@
 """The stages of the permutation_ad pipeline, in order, with their declared outputs.
 
 prepare → train (QCD, top × standard, max. likelihood) → classify (supervised reference) →
-evaluate (likelihoods, permutation test) → report (metrics, results.json, table1.md) →
-figures (1–6).
+evaluate (likelihoods, permutation test) → baselines (the other papers' methods on the same
+jets) → report (metrics, results.json, table1.md) → figures (1–6).
 """
 from __future__ import annotations
 
 from permutation_ad import artifacts
+from permutation_ad.baselines.stage import baselines
 from permutation_ad.classify import train_classifier
 from permutation_ad.evaluate import evaluate
 from permutation_ad.figures import FIGURES, figures
@@ -40,6 +41,9 @@ STAGES = (
                                              for s in run.key("model.samples")
                                              for o in run.key("model.objectives")],
           ranks="all", help="PF-ODE likelihoods of the test jets (sharded), permutation test"),
+    Stage("baselines", baselines, lambda run: [run.out / "baselines" / "results.json"]
+          if run.key("baselines.enabled") else [],
+          help="the other papers' baselines on the same jets (k-means, GMM, DVAE, INN, Deep Set VAE)"),
     Stage("report", report, lambda run: [artifacts.results_path(run.out), artifacts.table_path(run.out)],
           help="metrics, results.json, table1.md"),
     Stage("figures", figures, lambda run: [artifacts.plots_dir(run.out) / f"{n}.png" for n in FIGURES],

@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from shared.errors import CheckpointError
 from shared.io import dir_mode, file_mode
 
 STATE_FILE = "state.json"
-# the last checkpoint folder written by this process (named on Ctrl-C by shared.cli)
+# the last resume point written by this process (named on Ctrl-C by shared.cli)
 LAST_SAVED: list[str] = []
 
 
@@ -54,7 +55,7 @@ def _load_npz(path: Path) -> list[np.ndarray]:
     try:
         with np.load(path) as data:
             return [data[k] for k in sorted(data.files)]
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise CheckpointError(path.parent, path.name, f"cannot read: {exc}") from None
 
 
@@ -88,9 +89,10 @@ def _is_complete(directory: Path) -> bool:
 
 
 def save_checkpoint(directory, model, optimizer=None, ema_variables=None, state=None,
-                    extra_state=None) -> Path:
+                    extra_state=None, resume_point=True) -> Path:
     """Write a checkpoint folder with the crash-safe rotation of the module doc; returns its
-    path. Call on rank 0 only."""
+    path. Call on rank 0 only. ``resume_point=False`` (e.g. ``best``) keeps it out of
+    :data:`LAST_SAVED`, the folder named on Ctrl-C."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     for stale in directory.parent.glob(f".{directory.name}.tmp-*"):
@@ -137,7 +139,8 @@ def save_checkpoint(directory, model, optimizer=None, ema_variables=None, state=
     _fault_point("moved_in")
     if prev.exists():
         shutil.rmtree(prev)
-    LAST_SAVED[:] = [str(directory)]
+    if resume_point:
+        LAST_SAVED[:] = [str(directory)]
     return directory
 
 

@@ -6,7 +6,9 @@ Every ``python -m <package>.<stage>`` module builds its parser with :func:`parse
 
 * :class:`shared.errors.InputError` (config, data, checkpoint and usage errors) and ``OSError``
   (missing, unreadable or unwritable files) → ``error: <file>: <key/field>: <what>``, exit 2;
-* Ctrl-C → ``interrupted; last checkpoint: <folder>`` (or "no checkpoint written"), exit 130.
+* Ctrl-C → ``interrupted; last checkpoint: <folder>`` (or "no checkpoint written"), exit 130;
+* under Horovod, the ranks stopped because another rank failed → one line saying so, exit 1
+  (the failed rank printed the error itself).
 
 Anything else is a bug and keeps its traceback.
 """
@@ -16,7 +18,7 @@ import argparse
 import os
 import sys
 
-from shared.errors import InputError, UsageError
+from shared.errors import InputError, UsageError, one_line
 
 
 def parser(description: str | None = None, *, data_dir: bool = True, out_required: bool = True
@@ -85,21 +87,46 @@ def _last_checkpoint() -> str:
     return LAST_SAVED[0] if LAST_SAVED else "no checkpoint written by this run"
 
 
+def _close_progress_bars() -> None:
+    """Close the progress bars a failure left open, so that the error is the last line (and not
+    glued to a bar, or followed by one repainted at exit)."""
+    tqdm = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ()) or ()):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar that cannot close must not hide the error
+            pass
+
+
 def run_cli(main, argv=None) -> None:
     """Run ``main(argv)``; bad input → one line and exit 2, Ctrl-C → one line and exit 130."""
     try:
         main(argv)
     except InputError as exc:
+        _close_progress_bars()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except OSError as exc:
+        _close_progress_bars()
         where = f"{exc.filename}: " if getattr(exc, "filename", None) and \
             str(exc.filename) not in str(exc) else ""
-        print(f"error: {where}{exc}", file=sys.stderr)
+        print(f"error: {where}{one_line(exc)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
+        _close_progress_bars()
         print(f"\ninterrupted; last checkpoint: {_last_checkpoint()}", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:
+        if PEER_FAILED not in str(exc):
+            raise
+        _close_progress_bars()
+        # Horovod stops every rank when one fails: that rank printed the real error
+        print("error: stopped because another rank failed (its error is printed above)",
+              file=sys.stderr)
+        sys.exit(1)
+
+
+PEER_FAILED = "Horovod has been shut down"
 
 
 def resolve_resume(resume: str | None) -> str:

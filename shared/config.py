@@ -106,6 +106,10 @@ def _read_mapping(path: Path) -> dict:
             data = json.loads(text)
         else:
             data = yaml_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(path, None, f"cannot parse: {exc.problem or exc.context}{where}") from None
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError(path, None, f"cannot parse: {exc}") from None
     if data is None:

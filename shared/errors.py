@@ -9,9 +9,32 @@
 """
 from __future__ import annotations
 
+import re
+
+_HDF5_TRACE = re.compile(r"HDF5 error back trace(?P<body>.*?)End of HDF5 error back trace\s*"
+                         r"(?P<tail>[^)\n]*)", re.S)
+
+
+def one_line(text) -> str:
+    """``text`` as one line: an HDF5 error back trace (h5py/PyTables put it in their messages)
+    becomes its innermost reason, other line breaks become "; "."""
+    text = str(text)
+    if "\n" not in text:
+        return text
+
+    def innermost(m):
+        reasons = [ln.strip() for ln in m["body"].splitlines() if ln.startswith("    ") and ln.strip()]
+        return reasons[-1] if reasons else (m["tail"].strip() or "HDF5 error")
+
+    text = _HDF5_TRACE.sub(innermost, text)
+    return "; ".join(ln.strip() for ln in text.splitlines() if ln.strip())
+
 
 class InputError(ValueError):
-    """Base class of the bad-input errors above."""
+    """Base class of the bad-input errors above; the message is one line (:func:`one_line`)."""
+
+    def __init__(self, *args):
+        super().__init__(*(one_line(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(InputError):
@@ -29,7 +52,7 @@ class DataFormatError(InputError):
     def __init__(self, path, field, message):
         self.path = str(path)
         self.field = str(field)
-        self.message = str(message)
+        self.message = one_line(message)
         super().__init__(f"{self.path}: field '{self.field}': {self.message}")
 
 
@@ -45,4 +68,4 @@ class UsageError(InputError):
     """A bad command-line value or request; the message says which and why."""
 
 
-__all__ = ["InputError", "ConfigError", "DataFormatError", "CheckpointError", "UsageError"]
+__all__ = ["one_line", "InputError", "ConfigError", "DataFormatError", "CheckpointError", "UsageError"]

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +139,7 @@ def read_npz(path, what="file") -> dict:
     try:
         with np.load(path, allow_pickle=False) as d:
             return {k: d[k] for k in d.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataFormatError(path, what, f"unreadable npz ({exc})") from None
 
 

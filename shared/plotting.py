@@ -61,9 +61,13 @@ def save(fig, path_stem, announce=False):
 # 0-d string `title`.
 
 def load_predictions(path):
-    """{method: (labels, scores)} from one prediction file; one clear error on bad input."""
+    """{method: (labels, scores)} from one prediction file; one clear error on bad input, or
+    when the file has a fingerprint (``shared.run``) and something it was made from was made
+    again since."""
     from shared.errors import DataFormatError
     from shared.io import read_npz
+    from shared.run import require_current
+    require_current(path, "prediction file", "make it again with the stage that writes it")
     d = read_npz(path, "prediction file")
     names = sorted(k[len("scores_"):] for k in d if k.startswith("scores_"))
     if not names:

@@ -53,6 +53,14 @@ def file_identity(path) -> dict:
     return ident
 
 
+def output_identity(path) -> dict:
+    """Identity of an output file when it was made: its size, plus a SHA-256 for small files
+    (no mtime: a copy of a run folder keeps its outputs)."""
+    ident = file_identity(path)
+    ident.pop("mtime_ns", None)
+    return ident
+
+
 def digest(obj) -> str:
     """Short stable hash of a JSON-able object."""
     return hashlib.sha256(json.dumps(json.loads(to_json(obj, None)), sort_keys=True)
@@ -91,10 +99,14 @@ class Artifact:
 
     The fingerprint is stored beside a file (``<name>.fingerprint.json``) or inside a folder
     (``fingerprint.json``); it is written only after the output is complete, so an output
-    without one (interrupted, or from an older version) is never reused as finished."""
+    without one (interrupted, or from an older version) is never reused as finished. It also
+    records where the upstream outputs' fingerprints are (``upstream_files``, relative), so a
+    reader can check that nothing it was made from was made again since
+    (:func:`outdated_inputs`), and for a file the file's own identity (size, content hash of
+    small files), so a file damaged or replaced after it was made is made again."""
 
     def __init__(self, path, recipe: Mapping, *, folder: bool = False, resume: str = "auto",
-                 done_marker: str | None = None):
+                 done_marker: str | None = None, upstream_files: Mapping[str, str] | None = None):
         self.path = Path(path)
         self.folder = folder
         self.recipe = json.loads(to_json(dict(recipe), None))
@@ -102,11 +114,11 @@ class Artifact:
         self.resume = resume
         # a folder is finished when this file exists in it (e.g. train_summary.json)
         self.done_marker = done_marker
+        self.upstream_files = dict(upstream_files or {})
 
     @property
     def fingerprint_path(self) -> Path:
-        return self.path / "fingerprint.json" if self.folder else \
-            self.path.with_name(self.path.name + ".fingerprint.json")
+        return fingerprint_path(self.path, self.folder)
 
     def recorded(self) -> dict | None:
         """The fingerprint stored with the output, or None."""
@@ -115,10 +127,23 @@ class Artifact:
         except Exception:  # noqa: BLE001 - missing or corrupt: treated as not recorded
             return None
 
+    def _changed_output(self, rec) -> str | None:
+        """Why the file is not the one recorded (None if it is, or for folders)."""
+        want = rec.get("output")
+        if self.folder or not want or not self.path.is_file():
+            return None
+        have = output_identity(self.path)
+        if have == want:
+            return None
+        what = f"size {want.get('size')} -> {have.get('size')}" if have.get("size") != want.get("size") \
+            else "content changed"
+        return f"the file was changed or damaged after it was made ({what})"
+
     def matches(self) -> bool:
-        """True when the recorded fingerprint equals the current one."""
+        """True when the recorded fingerprint equals the current one (and a file output is
+        still the file that was recorded)."""
         rec = self.recorded()
-        return rec is not None and rec.get("digest") == self.digest
+        return rec is not None and rec.get("digest") == self.digest and not self._changed_output(rec)
 
     def complete(self) -> bool:
         if not self.path.exists():
@@ -142,7 +167,7 @@ class Artifact:
             return "no fingerprint (interrupted, or made by an older version)"
         if rec.get("digest") != self.digest:
             return explain_change(rec.get("recipe", {}), self.recipe)
-        return None
+        return self._changed_output(rec)
 
     def prepare(self, log=print, what=None) -> bool:
         """Before making the output: True if it is fresh (nothing to do); else remove a stale
@@ -164,8 +189,13 @@ class Artifact:
 
     def record(self) -> None:
         """Store the fingerprint (call when the output is complete)."""
-        atomic_write_json(self.fingerprint_path, {"digest": self.digest, "recipe": self.recipe,
-                                                  "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        base = self.fingerprint_path.parent
+        rec = {"digest": self.digest, "recipe": self.recipe,
+               "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+               "upstream_files": {k: os.path.relpath(v, base) for k, v in self.upstream_files.items()}}
+        if not self.folder and self.path.is_file():
+            rec["output"] = output_identity(self.path)
+        atomic_write_json(self.fingerprint_path, rec)
 
     def clear(self) -> None:
         if self.path.is_dir() and not self.path.is_symlink():
@@ -174,6 +204,55 @@ class Artifact:
             self.path.unlink()
         if not self.folder and self.fingerprint_path.exists():
             self.fingerprint_path.unlink()
+
+
+def fingerprint_path(path, folder: bool = False) -> Path:
+    """Where the fingerprint of the output at ``path`` is stored."""
+    path = Path(path)
+    return path / "fingerprint.json" if folder else path.with_name(path.name + ".fingerprint.json")
+
+
+def _output_of(fp: Path) -> Path:
+    return fp.parent if fp.name == "fingerprint.json" else fp.with_name(fp.name[:-len(".fingerprint.json")])
+
+
+def outdated_inputs(path, *, folder: bool = False) -> str | None:
+    """Why the output at ``path`` no longer fits what it was made from: an output it was made
+    from (directly or further up) that was made again since, with other settings or inputs.
+    None when every recorded link still holds, or when nothing is recorded (older versions).
+    Needs no config: it compares the fingerprints on disk."""
+    return _outdated(fingerprint_path(path, folder).resolve(), set())
+
+
+def _outdated(fp: Path, seen: set) -> str | None:
+    if fp in seen:
+        return None
+    seen.add(fp)
+    try:
+        rec = read_json(fp)
+    except Exception:  # noqa: BLE001 - nothing recorded: nothing to check
+        return None
+    made_from = rec.get("recipe", {}).get("upstream", {})
+    for name, rel in (rec.get("upstream_files") or {}).items():
+        up = Path(os.path.normpath(fp.parent / rel))
+        try:
+            up_rec = read_json(up)
+        except Exception:  # noqa: BLE001 - moved or removed: cannot tell
+            continue
+        if up_rec.get("digest") != made_from.get(name):
+            return f"{_output_of(up)} was made again after {_output_of(fp).name} (other settings or inputs)"
+        deeper = _outdated(up, seen)
+        if deeper:
+            return deeper
+    return None
+
+
+def require_current(path, what: str, hint: str, *, folder: bool = False) -> None:
+    """A :class:`UsageError` naming ``path`` if it was made from outputs that were made again
+    since (:func:`outdated_inputs`); ``hint`` says which stage to run."""
+    reason = outdated_inputs(path, folder=folder)
+    if reason:
+        raise UsageError(f"{path}: {what} is out of date: {reason}; {hint}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +380,9 @@ class Run:
         if extra:
             recipe["config"].update({f"<{k}>": v for k, v in extra.items()})
         return Artifact(path, recipe, folder=folder, done_marker=done_marker,
-                        resume="auto" if cache else self.resume)
+                        resume="auto" if cache else self.resume,
+                        upstream_files={name: str(a.fingerprint_path.resolve())
+                                        for name, a in (upstream or {}).items()})
 
     def start(self, art: Artifact, what: str | None = None) -> bool:
         """Decide on rank 0 whether ``art`` is done (True) or must be made; a stale output is
@@ -477,5 +558,6 @@ def pipeline_main(argv, description: str, schema, stages: Sequence[Stage], resul
 
 
 __all__ = ["Run", "Artifact", "Stage", "run_stages", "run_pipeline", "pipeline_main", "my_units",
-           "run_units",
-           "file_identity", "digest", "explain_change", "load_stage_times", "refresh_stage_times"]
+           "run_units", "file_identity", "output_identity", "digest", "explain_change",
+           "load_stage_times", "refresh_stage_times", "fingerprint_path", "outdated_inputs",
+           "require_current"]

@@ -336,6 +336,12 @@ class Trainer:
             return
         path = self.ckpt_dir / "last" if self.resume == "auto" else Path(self.resume)
         found = find_checkpoint(path)
+        if found is None and self.resume == "auto":
+            # last (and last.prev) damaged, emptied or not written yet: best holds the progress
+            found = find_checkpoint(self.ckpt_dir / "best")
+            if found is not None:
+                self.ctx.log(f"[trainer] WARNING: no complete checkpoint in {path}; resuming "
+                             f"from {found} instead")
         if found is None:
             if self.resume != "auto":
                 raise FileNotFoundError(f"--resume {path}: no complete checkpoint there")
@@ -353,8 +359,8 @@ class Trainer:
             found = best
         saved_spe, saved_size = state.get("steps_per_epoch"), state.get("world_size")
         if saved_spe != steps_per_epoch or saved_size != self.ctx.size:
-            raise ValueError(
-                f"{found}: checkpoint was written with {saved_spe} steps/epoch on {saved_size} "
+            raise CheckpointError(
+                found, "steps_per_epoch", f"written with {saved_spe} steps/epoch on {saved_size} "
                 f"rank(s), this run has {steps_per_epoch} on {self.ctx.size}; the LR schedule "
                 "would not continue. Use the same data, batch_size and ranks, or --resume never")
         saved_extra = state.get("extra_state")
@@ -528,7 +534,7 @@ class Trainer:
                      iterations=int(self.optimizer.iterations.numpy()), lr=self.current_lr(),
                      config={k: v for k, v in self.cfg.items() if not k.startswith("_")})
         save_checkpoint(self.ckpt_dir / which, self.model, self.optimizer, self.ema_variables,
-                        state=state, extra_state=self.extra_state)
+                        state=state, extra_state=self.extra_state, resume_point=which == "last")
 
     def _write_history(self) -> None:
         atomic_write_text(self.workdir / "history.json",

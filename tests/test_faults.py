@@ -26,7 +26,8 @@ def entry_points(kind="config"):
     for pkg in ("permutation_ad", "lhco_fullphase"):
         for path in sorted((REPO / pkg).glob("*.py")):
             text = path.read_text()
-            if '__name__ == "__main__"' in text and (('"--run"' in text) == (kind == "run")):
+            scorer = '"--run"' in text or "scoring.parser(" in text   # shared.scoring's --run
+            if '__name__ == "__main__"' in text and scorer == (kind == "run"):
                 mods.append(f"{pkg}.{path.stem}")
     return mods
 
@@ -263,3 +264,173 @@ def test_sigint_is_one_line_naming_the_last_checkpoint(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err
     assert "interrupted; last checkpoint:" in err and "checkpoints/last" in err
+
+
+# -- found by the fault sweep (benchmarks/fault_sweep.py) and the issue's remaining reproductions --
+
+def _run_all(argvs, cwd, timeout=600):
+    """Start every command at once (they are independent), then collect (rc, stderr)."""
+    procs = [subprocess.Popen([sys.executable, *map(str, argv)], cwd=cwd, env=ENV, text=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for argv in argvs]
+    return [(p.communicate(timeout=timeout)[1], p.returncode)[::-1] for p in procs]
+
+
+def _one_line(rc, err, *needles):
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 2 and "Traceback" not in err and len(lines) == 1, (rc, err[-3000:])
+    assert err.strip().splitlines()[-1] == lines[0]            # nothing after the error line
+    assert all(n in lines[0] for n in needles), (needles, lines[0])
+
+
+def test_bad_values_and_files_of_the_config_are_one_line(tmp_path):
+    """Issue 14 reproductions: wrong types, impossible sizes, a config without ``data:``, a
+    config that is not YAML, an unknown ODE method; every one exit 2 naming the key before any
+    work (the ODE method used to fail with a traceback at the evaluate stage)."""
+    (tmp_path / "nodata.yaml").write_text("seed: 1\n")
+    (tmp_path / "broken.yaml").write_text("data: {num_particles: [1, 2\n")
+    cases = [(TINY, ["data.num_particles=abc"], ["'data.num_particles'"]),
+             (TINY, ["data.n_train=-5"], ["'data.n_train'"]),
+             (TINY, ["data.n_val=0"], ["'data.n_val'"]),
+             (TINY, ["likelihood.method=foo"], ["'likelihood.method'"]),
+             (tmp_path / "nodata.yaml", [], ["nodata.yaml", "'data.num_particles'"]),
+             (tmp_path / "broken.yaml", [], ["broken.yaml", "line 2"])]
+    argvs = [["-m", "permutation_ad.pipeline", "--config", cfg, "--out", tmp_path / f"o{i}",
+              *(["--set", *sets] if sets else [])] for i, (cfg, sets, _) in enumerate(cases)]
+    for (cfg, sets, needles), (rc, err) in zip(cases, _run_all(argvs, tmp_path, timeout=300)):
+        _one_line(rc, err, *needles)
+    assert not any((tmp_path / f"o{i}" / "data").exists() for i in range(len(cases)))
+
+
+def test_unwritable_out_is_one_line_before_any_work(tmp_path):
+    """--out in a folder nobody may write in (root: /sys/fs; others: a 0555 folder), for the
+    pipeline and for the generator (which used to fail only after the whole generation)."""
+    if os.geteuid() == 0:
+        locked = Path("/sys/fs")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+    argvs = [["-m", "permutation_ad.pipeline", "--config", TINY, "--out", locked / "o"],
+             [REPO / "scripts" / "generate_data.py", "toptag", "--n", "400", "--seed", "1",
+              "--no-progress", "--out", locked / "x.h5"]]
+    import time
+    t0 = time.time()
+    for rc, err in _run_all(argvs, tmp_path, timeout=300):
+        _one_line(rc, err, "--out", str(locked))
+    assert time.time() - t0 < 120
+
+
+def test_a_non_hdf5_file_is_one_line_naming_it(tmp_path):
+    """The HDF5 libraries put a multi-line back trace into their messages; the error keeps one
+    line (the innermost reason)."""
+    from shared.data import DataFormatError, read_processed, read_toptag
+    bad = tmp_path / "jets.h5"
+    bad.write_text("E_0,PX_0\n1,2\n")
+    for reader in (read_toptag, read_processed):
+        with pytest.raises(DataFormatError) as err:
+            reader(bad)
+        assert "\n" not in str(err.value) and str(bad) in str(err.value)
+        assert "signature" in str(err.value)     # the reason, not "HDF5 error back trace"
+
+
+def test_a_corrupt_embedded_cache_is_made_again(tmp_path, monkeypatch):
+    """The cached stand-in file is checked, not only found: a truncated one is generated again
+    (it used to be returned every time). Pythia is replaced by a stub writer."""
+    from shared.data import embedded, read_toptag, write_toptag
+    calls = []
+
+    def fake_generate(command, n, seed, path, **kw):
+        calls.append(path)
+        p4 = np.zeros((n, 200, 4), np.float32)
+        p4[:, :3] = [[500.0, 300.0, 400.0, 0.0], [100.0, 60.0, 80.0, 0.0], [50.0, 30.0, 40.0, 0.0]]
+        write_toptag(path, p4, np.zeros(n, int))
+        Path(str(path) + ".json").write_text("{}")
+
+    monkeypatch.setattr(embedded, "generate", fake_generate)
+    path = embedded.ensure_embedded("qcd", tmp_path, n=4, seed=3)
+    assert embedded.ensure_embedded("qcd", tmp_path, n=4, seed=3) == path and len(calls) == 1
+    raw = Path(path).read_bytes()
+    Path(path).write_bytes(raw[: len(raw) // 3])
+    assert embedded.ensure_embedded("qcd", tmp_path, n=4, seed=3) == path and len(calls) == 2
+    assert len(read_toptag(path)["p4"]) == 4
+
+
+def test_outputs_changed_after_they_were_made_are_not_reused(tmp_path):
+    """An output file damaged or replaced after its fingerprint was written is made again (it
+    used to be reused whenever its fingerprint matched), and a reader can tell that an output
+    it uses was made from one that was made again since."""
+    from shared.errors import UsageError
+    from shared.run import Run, outdated_inputs, require_current
+    run = Run({"seed": 1}, tmp_path / "o")
+    up = run.artifact(run.out / "model.json", config=["seed"])
+    up.path.write_text('{"weights": 1}')
+    up.record()
+    down = run.artifact(run.out / "scores.json", upstream={"model": up})
+    down.path.write_text('{"scores": [1, 2, 3]}')
+    down.record()
+    assert up.fresh() and down.fresh() and outdated_inputs(down.path) is None
+    down.path.write_text('{"scores": [1, 2')                       # damaged
+    assert not down.fresh() and "changed or damaged" in down.stale_reason()
+    down.path.write_text('{"scores": [1, 2, 3]}')
+    assert down.fresh()
+    other = Run({"seed": 2}, tmp_path / "o").artifact(run.out / "model.json", config=["seed"])
+    other.path.write_text('{"weights": 2}')                        # the model made again
+    other.record()
+    assert "model.json" in outdated_inputs(down.path)
+    with pytest.raises(UsageError, match="scores.json.*model.json.*run the stage"):
+        require_current(down.path, "scores", "run the stage")
+
+
+def test_likelihoods_report_and_figures_follow_the_density(tmp_path, capsys):
+    """evaluate recomputes after ``evaluate.num_jets`` changes; with a training setting changed
+    but not yet trained it refuses (its likelihoods would be recorded as made from a density
+    that does not exist); after a retrain, the report and the figures refuse the likelihoods of
+    the old density instead of using them."""
+    from permutation_ad import evaluate, figures, prepare, report, train
+    from permutation_ad.schema import SCHEMA
+    from shared.errors import UsageError
+    from shared.run import Run
+
+    def run(*over):
+        r = Run.from_config(TINY, tmp_path / "o", SCHEMA, progress=False,
+                            overrides=["model.samples=[qcd]", "model.objectives=[standard]",
+                                       "evaluate.permutation.num_permutations=2",
+                                       "evaluate.permutation.repeats=2", *over])
+        prepare.prepare(r)
+        return r
+
+    r1 = run("evaluate.num_jets=4")
+    train.train_all(r1)
+    evaluate.evaluate(r1)
+    loglik = tmp_path / "o" / "eval" / "loglik_qcd_standard.npz"
+    r2 = run("evaluate.num_jets=6")
+    evaluate.evaluate(r2)
+    with np.load(loglik) as d:
+        assert len(d["logp_qcd"]) == 6
+    report.report(r2)
+    r3 = run("evaluate.num_jets=6", "training.epochs=2")
+    with pytest.raises(UsageError, match=r"qcd_standard.*training\.epochs: 1 -> 2.*train"):
+        evaluate.evaluate(r3)
+    with pytest.raises(UsageError, match=r"loglik_qcd_standard\.npz.*evaluate"):
+        report.report(r3)
+    train.train_all(r3)
+    with pytest.raises(UsageError, match=r"loglik_qcd_standard\.npz.*models/qcd_standard"):
+        figures.fig2_scores_qcd(r3.out, tmp_path / "fig2")
+    evaluate.evaluate(r3)
+    report.report(r3)
+    assert figures.fig2_scores_qcd(r3.out, tmp_path / "fig2")
+
+
+def test_a_rank_stopped_by_another_ranks_failure_says_so_in_one_line(capsys):
+    """Under Horovod a failure on one rank shuts Horovod down on the others, which used to end
+    in a second, misleading traceback (verified with horovodrun -np 2 --gloo)."""
+    from shared.cli import run_cli
+
+    def main(argv):
+        raise RuntimeError("[Op:HorovodAllreduce] Horovod has been shut down. This was caused by "
+                           "an exception on one of the ranks")
+
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(main, [])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 1 and len(err) == 1 and "another rank failed" in err[0]

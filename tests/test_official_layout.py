@@ -114,7 +114,7 @@ def test_lhco_layout_and_readers(lhco_dir):
 
 
 def test_lhco_events_cluster_into_two_wide_jets(lhco_dir):
-    from lhco_fullphase.data import cluster_dijets
+    from lhco_fullphase.events import cluster_dijets
 
     _, paths = lhco_dir
     d = read_lhco(paths["main"], dtype=np.float64)

@@ -72,3 +72,19 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     again = pipeline.run_pipeline(run, ("prepare", "train", "classify", "evaluate", "report"))
     assert os.path.getmtime(summary) == before
     assert again["unsupervised"] == disk["unsupervised"]
+
+
+def test_tiny_pipeline_baselines_stage(tmp_path):
+    """The baselines stage on a run's own jets, the diffusion NLL/N beside them in the table."""
+    from permutation_ad import pipeline
+    from permutation_ad.schema import SCHEMA
+    from shared.run import Run
+
+    over = ["model.samples=[qcd]", "model.objectives=[standard]", "baselines.enabled=true",
+            "baselines.run=[kmeans, observables]", "baselines.kmeans.k=4",
+            "baselines.dark_jets.enabled=false", "baselines.figures=false"]
+    run = Run.from_config(TINY, tmp_path / "run", SCHEMA, overrides=over, progress=False)
+    res = pipeline.run_pipeline(run, ("prepare", "train", "evaluate", "baselines", "report"))
+    table = (tmp_path / "run" / "baselines" / "baselines.md").read_text()
+    assert "MinD" in table and "NLL/N" in table and "jet mass" in table
+    assert "baselines" in res and res["baselines"]

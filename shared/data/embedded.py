@@ -3,7 +3,8 @@
     path = ensure_embedded("toptag", cache_dir, n=2000, seed=1, workers=2)
 
 Kinds: toptag (balanced QCD/top), qcd, top, zprime (top-tagging layout); lhco (balanced),
-lhco_qcd, lhco_signal (LHCO layout). The cache file name carries a hash of everything that
+lhco_qcd, lhco_signal (LHCO layout); darkqcd, semivisible, twoprong (top-tagging layout,
+150 < pT < 300 GeV: the dark-jet benchmarks; darkqcd is the background of both). The cache file name carries a hash of everything that
 determines its content (kind, n, seed, chunk size, detector, selection, Pythia settings and
 `GENERATOR_VERSION`), so a change of settings produces a new file instead of a stale hit.
 """
@@ -28,6 +29,10 @@ KINDS = {
     "lhco": ("lhco", None),
     "lhco_qcd": ("lhco", 0.0),
     "lhco_signal": ("lhco", 1.0),
+    # dark-jet benchmarks (150 < pT < 300 GeV, 13 TeV, MPI on)
+    "darkqcd": ("semivisible", 0.0),
+    "semivisible": ("semivisible", 1.0),
+    "twoprong": ("twoprong", 1.0),
 }
 
 
@@ -41,7 +46,7 @@ def embedded_key(kind, n, seed, detector=None, chunk_size=250, selection=None):
     det = detector if isinstance(detector, DetectorConfig) else DetectorConfig.from_dict(detector)
     blob = json.dumps({
         "kind": kind, "n": int(n), "seed": int(seed), "fraction": frac, "chunk_size": int(chunk_size),
-        "detector": det.to_dict(), "selection": dict(ps.SELECTIONS[spec["layout"]], **(selection or {})),
+        "detector": det.to_dict(), "selection": ps.command_selection(command, selection),
         "settings": ps.settings_digest(samples), "common": ps.COMMON, "version": GENERATOR_VERSION,
     }, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -1,6 +1,6 @@
 """Generate stand-in files in the official layouts with Pythia 8 + FastJet (SPEC §1.3b).
 
-    python -m shared.data.generate {toptag,zprime,lhco} --n N --seed S --out FILE
+    python -m shared.data.generate {toptag,zprime,lhco,semivisible,twoprong} --n N --seed S --out FILE
         [--workers K] [--signal-fraction f] [--no-detector] [--chunk-size C]
 
 Work is cut into tasks of at most `--chunk-size` selected jets/events, each with its own
@@ -27,7 +27,11 @@ from .errors import DataFormatError
 from .lhco import write_lhco
 from .toptag import write_toptag
 
-_SAMPLE_INDEX = {name: i for i, name in enumerate(sorted(ps.SAMPLES))}
+# Seed stream of each sample: fixed numbers (the first five are the sorted order they had when
+# they were the only samples), so adding a sample never changes the jets of another.
+_SAMPLE_INDEX = {"lhco_qcd": 0, "lhco_wprime": 1, "qcd": 2, "top": 3, "zprime": 4,
+                 "darkqcd": 5, "semivisible": 6, "twoprong": 7}
+assert set(_SAMPLE_INDEX) == set(ps.SAMPLES), "give every sample in pythia_samples a seed stream"
 
 
 def task_seeds(seed, sample, task):
@@ -244,7 +248,7 @@ def generate(command, n, seed, out, workers=1, signal_fraction=None, detector=No
     if n <= 0:
         raise ValueError("--n must be positive")
     layout = ps.COMMANDS[command]["layout"]
-    sel = dict(ps.SELECTIONS[layout], **(selection or {}))
+    sel = ps.command_selection(command, selection)
     det = detector if isinstance(detector, DetectorConfig) else DetectorConfig.from_dict(detector)
     counts = plan_counts(command, n, signal_fraction)
     tasks = []
@@ -305,12 +309,13 @@ def generate(command, n, seed, out, workers=1, signal_fraction=None, detector=No
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=sorted(ps.COMMANDS))
-    p.add_argument("--n", type=int, required=True, help="number of jets (toptag, zprime) or events (lhco)")
+    p.add_argument("--n", type=int, required=True,
+                   help="number of jets (toptag, zprime, semivisible, twoprong) or events (lhco)")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", required=True, help="output HDF5 file (a sidecar <out>.json is written too)")
     p.add_argument("--workers", type=int, default=1, help="processes (each task has its own seed)")
     p.add_argument("--signal-fraction", type=float, default=None,
-                   help="fraction of signal (top / W'); default 0.5; zprime is signal only")
+                   help="fraction of signal (top / W' / dark jets); default 0.5; zprime is signal only")
     p.add_argument("--no-detector", action="store_true", help="particle level: no detector smearing")
     p.add_argument("--chunk-size", type=int, default=250, help="selected jets/events per task")
     p.add_argument("--max-batch", type=int, default=500, help="largest Pythia nextBatch call")
@@ -328,7 +333,7 @@ def check_request(args):
     for name in ("n", "workers", "chunk_size", "max_batch"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    sel = dict(ps.SELECTIONS[ps.COMMANDS[args.command]["layout"]])
+    sel = ps.command_selection(args.command)
     sel.update({k: getattr(args, k) for k in ("pt_min", "pt_max") if getattr(args, k) is not None})
     if "pt_min" in sel and "pt_max" in sel and sel["pt_min"] >= sel["pt_max"]:
         raise UsageError(f"jet pT window [{sel['pt_min']}, {sel['pt_max']}] GeV (--pt-min/--pt-max) "

@@ -197,3 +197,9 @@ def tau21(p4, mask=None, R0=0.8, beta=1.0):
     """tau_2 / tau_1 per jet (0 where tau_1 = 0)."""
     t = nsubjettiness(p4, mask, n_max=2, R0=R0, beta=beta)
     return np.divide(t[:, 1], t[:, 0], out=np.zeros(len(t)), where=t[:, 0] > 0)
+
+
+def tau32(p4, mask=None, R0=0.8, beta=1.0):
+    """tau_3 / tau_2 per jet (0 where tau_2 = 0)."""
+    t = nsubjettiness(p4, mask, n_max=3, R0=R0, beta=beta)
+    return np.divide(t[:, 2], t[:, 1], out=np.zeros(len(t)), where=t[:, 1] > 0)

@@ -81,7 +81,7 @@ def read_processed(path, start=0, stop=None):
                 raise DataFormatError(path, name, f"has {f[name].shape[0]} rows, constituents has {n}")
         if f["mask"].shape != f["constituents"].shape[:2]:
             raise DataFormatError(path, "mask", f"shape {f['mask'].shape} != constituents {f['constituents'].shape[:2]}")
-        sl = slice(int(start), n if stop is None else min(int(stop), n))
+        sl = slice(*_hdfio.check_range(path, start, stop, n))
         out = {name: f[name][sl] for name in DATASETS}
         raw = f.attrs.get("attrs_json", "{}")
     out["mask"] = out["mask"].astype(bool)

@@ -25,6 +25,9 @@ COMMON = [
 
 _TOPTAG_WINDOW = ["PhaseSpace:pTHatMin = 500", "PhaseSpace:pTHatMax = 800"]
 
+# Hard-process window for the 150-300 GeV dark-jet selection.
+_DARK_WINDOW = ["PhaseSpace:pTHatMin = 120", "PhaseSpace:pTHatMax = 400"]
+
 _LIGHT_QQ = [(1, -1), (2, -2), (3, -3), (4, -4)]
 
 SAMPLES = {
@@ -115,6 +118,74 @@ SAMPLES = {
             "34:oneChannel = 1 1.0 100 9000024 9000023",
         ],
     },
+    # --- Dark-jet benchmarks of "What's anomalous in LHC jets?" (13 TeV, MPI on, like the
+    # papers' MadGraph + Pythia 8.2 chain; the hard processes here are Pythia's own).
+    # QCD background for both dark-jet signals: light-quark/gluon jets, 150 < pT < 300 GeV.
+    "darkqcd": {
+        "beam_energy": 13000.0,
+        "mpi": True,
+        "label": 0,
+        "kind": "jet",
+        "settings": ["HardQCD:all = on"] + _DARK_WINDOW,
+    },
+    # Semi-visible jets ("Aachen"): Z'(2 TeV) -> dark quarks (0.5 GeV) of an SU(3) dark sector
+    # with 2 flavours; dark pions 4 GeV, dark rhos 5 GeV. Only the flavour-diagonal dark rho
+    # decays back to q qbar (the Z'-rho mixing of the paper); the diagonal dark pion and the
+    # off-diagonal mesons are stable and invisible. Visible fraction of the dark mesons
+    # ~ probVector / nFlav = 0.25, i.e. r_inv ~ 0.75 (measured: docs/baselines.md).
+    "semivisible": {
+        "beam_energy": 13000.0,
+        "mpi": True,
+        "label": 1,
+        "kind": "jet",
+        "settings": [
+            "HiddenValley:ffbar2Zv = on",
+            "4900023:m0 = 2000",
+            "4900023:mMin = 1500",
+            "4900023:mMax = 2500",
+            "4900023:onMode = off",
+            "4900023:onIfAny = 4900101",
+            "HiddenValley:Ngauge = 3",
+            "HiddenValley:nFlav = 2",
+            "HiddenValley:probVector = 0.5",
+            "HiddenValley:FSR = on",
+            "HiddenValley:fragment = on",
+            "HiddenValley:alphaOrder = 1",
+            "HiddenValley:setLambda = on",
+            "HiddenValley:Lambda = 2.0",
+            "HiddenValley:pTminFSR = 2.2",
+            "4900101:m0 = 0.5",
+            "4900111:m0 = 4",
+            "4900211:m0 = 4",
+            "4900113:m0 = 5",
+            "4900213:m0 = 5",
+            "4900111:mayDecay = off",
+            "4900113:onMode = on",
+        ],
+    },
+    # Two-prong-like dark quarks ("Heidelberg"): pair-produced Dv (50 GeV, colour and dark
+    # colour), Dv -> d + qv (5 GeV); qv hadronises into 10 GeV dark mesons that all decay back
+    # to q qbar (one flavour: r_inv ~ 0). Pythia's default HV masses except the Dv mass.
+    "twoprong": {
+        "beam_energy": 13000.0,
+        "mpi": True,
+        "label": 1,
+        "kind": "jet",
+        "settings": [
+            "HiddenValley:gg2DvDvbar = on",
+            "HiddenValley:qqbar2DvDvbar = on",
+            "4900001:m0 = 50",
+            "4900001:mMin = 45",
+            "4900001:mMax = 55",
+            "HiddenValley:Ngauge = 3",
+            "HiddenValley:nFlav = 1",
+            "HiddenValley:FSR = on",
+            "HiddenValley:fragment = on",
+            "4900111:onMode = on",
+            "4900113:onMode = on",
+        ]
+        + _DARK_WINDOW,
+    },
 }
 
 # Event selection per output layout (CLI flags override these defaults).
@@ -137,12 +208,26 @@ SELECTIONS = {
     },
 }
 
-# Which samples make up each CLI command, and the label of each.
+# Leading-jet window of the dark-jet benchmarks (Top-Tagging layout, other pT window).
+DARK_SELECTION = {"pt_min": 150.0, "pt_max": 300.0, "eta_max": 2.0, "cluster_pt_min": 50.0}
+
+# Which samples make up each CLI command, and the label of each; an optional "selection"
+# overrides the layout's SELECTIONS defaults (CLI flags override both).
 COMMANDS = {
     "toptag": {"background": "qcd", "signal": "top", "layout": "toptag"},
     "zprime": {"background": None, "signal": "zprime", "layout": "toptag"},
     "lhco": {"background": "lhco_qcd", "signal": "lhco_wprime", "layout": "lhco"},
+    "semivisible": {"background": "darkqcd", "signal": "semivisible", "layout": "toptag",
+                    "selection": DARK_SELECTION},
+    "twoprong": {"background": "darkqcd", "signal": "twoprong", "layout": "toptag",
+                 "selection": DARK_SELECTION},
 }
+
+
+def command_selection(command, overrides=None):
+    """Selection of a CLI command: layout defaults, then the command's own, then `overrides`."""
+    spec = COMMANDS[command]
+    return {**SELECTIONS[spec["layout"]], **spec.get("selection", {}), **(overrides or {})}
 
 
 def sample_settings(name, seed):
