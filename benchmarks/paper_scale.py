@@ -284,9 +284,9 @@ def unit_lhco_generate(a):
     jet_eps, part_eps = (tf.function(eps_fn_from_model(n), reduce_retracing=True)
                          for n in (model.jet_net, model.particle_net))
     t = tf.fill([b], 0.5)
-    jcond = model._mjj_cond(ev["mjj"], "jet")
-    fp, fm, pcond = model._particle_inputs(tf.constant(ev["jets"]), tf.constant(ev["particles"]),
-                                           tf.constant(ev["mask"]), model._mjj_cond(ev["mjj"], "particle"))
+    jcond = model.mjj_cond(ev["mjj"], "jet")
+    fp, fm, pcond = model.particle_inputs(tf.constant(ev["jets"]), tf.constant(ev["particles"]),
+                                           tf.constant(ev["mask"]), model.mjj_cond(ev["mjj"], "particle"))
     tj, tjs = _timed_calls(lambda: jet_eps(tf.constant(ev["jets"]), t, tf.ones((b, 2)), jcond).numpy(), a.repeats)
     tp, tps = _timed_calls(lambda: part_eps(fp, tf.repeat(t, 2), fm, pcond).numpy(), a.repeats)
     evals = 2 * int(g["ddim_steps"]) + 1 if g.get("second_order", True) else int(g["ddim_steps"]) + 1

@@ -8,19 +8,28 @@ data_dir/
                                           (shared.data.embedded)
   processed/<name>_<raw stem>_P<P>.h5     dijet cache of one raw file (DIJET_FORMAT)
   prepared/info.json, roles.npz           preprocessing constants, counts, event roles
+  prepared/lowdim_features.npz            low-dim CATHODE features of every event (event_id,
+                                          features (N, 4)); made with lowdim.enabled
 out/
   config.resolved.yaml, stage_times.json, run_info.json (the data folder of the run)
-  models/<jet|particle>/                  one generator part: checkpoints/{last,best}, history.*,
-                                          train_summary.json, fingerprint.json
-  generated/<region>.h5                   generated events (GENERATED_FORMAT), region sr | sb
-  generated/<region>_units/<chunk>.npz    work units of the sample stage (removed once merged)
-  classify/<method>/inj<n>/init<i>/       one scan training: checkpoints, scores.npz
-  classify/quality_<region>/init<i>/      one generation-quality training: checkpoints, scores.npz
-  results_eval.json                       metrics of the scan and the quality check
+  models/<generator>/<jet|particle>/      one part of a generator (diffusion | flow_matching):
+                                          checkpoints/{last,best}, history.*, train_summary.json,
+                                          fingerprint.json
+  models/lowdim/flow/                     the low-dim CATHODE MAF (same layout)
+  generated/<generator>/<region>.h5       generated events (GENERATED_FORMAT), region sr | sb
+  generated/<generator>/<region>_units/<chunk>.npz  work units of the sample stage (removed
+                                          once merged)
+  generated/lowdim/sr.npz                 the MAF's SR samples: features (N, 4), mjj, feature_names
+  classify/<method>/inj<n>/init<i>/       one scan training (method: diffusion, flow_matching,
+                                          idealized, lowdim, lowdim_idealized): scores.npz
+                                          (+ checkpoints of the neural classifiers)
+  classify/quality/<generator>/<region>/init<i>/  one generation-quality training: scores.npz
+  sample_metrics/<generator>_<region>.json  W1 / FPD / KPD, generated vs true + truth baseline
+  results_eval.json                       metrics of the scan and the quality checks
   predictions/sic_inj<n>.npz              curves (shared.plotting prediction format)
   results.json, results.md
   plots/<figure>.{png,pdf}
-  diagnose_<region>.json                  lhco_fullphase.diagnose
+  diagnose/<generator>_<region>.json      lhco_fullphase.diagnose
 
 Every output carries a fingerprint of what made it (``shared.run.Artifact``): ``<file>.fingerprint
 .json`` beside a file, ``fingerprint.json`` inside a folder.
@@ -64,38 +73,52 @@ def roles_path(data_dir) -> Path:
     return prepared_dir(data_dir) / "roles.npz"
 
 
+def lowdim_features_path(data_dir) -> Path:
+    return prepared_dir(data_dir) / "lowdim_features.npz"
+
+
 # -- run folder --------------------------------------------------------------------------------
 
 def run_info_path(out) -> Path:
     return Path(out) / "run_info.json"
 
 
-def model_dir(out, part) -> Path:
-    return Path(out) / "models" / part
+def model_dir(out, generator, part) -> Path:
+    """A trained net: ``generator`` diffusion | flow_matching (part jet | particle) or lowdim
+    (part flow)."""
+    return Path(out) / "models" / generator / part
 
 
 def train_summary_path(workdir) -> Path:
     return Path(workdir) / "train_summary.json"
 
 
-def generated_path(out, region) -> Path:
-    return Path(out) / "generated" / f"{region}.h5"
+def generated_path(out, generator, region) -> Path:
+    return Path(out) / "generated" / generator / f"{region}.h5"
 
 
-def generated_units_dir(out, region) -> Path:
-    return Path(out) / "generated" / f"{region}_units"
+def generated_units_dir(out, generator, region) -> Path:
+    return Path(out) / "generated" / generator / f"{region}_units"
 
 
-def generated_unit_path(out, region, chunk) -> Path:
-    return generated_units_dir(out, region) / f"{int(chunk):05d}.npz"
+def generated_unit_path(out, generator, region, chunk) -> Path:
+    return generated_units_dir(out, generator, region) / f"{int(chunk):05d}.npz"
+
+
+def lowdim_samples_path(out) -> Path:
+    return Path(out) / "generated" / "lowdim" / "sr.npz"
 
 
 def scan_dir(out, method, injection, init) -> Path:
     return Path(out) / "classify" / method / f"inj{int(injection)}" / f"init{int(init)}"
 
 
-def quality_dir(out, region, init) -> Path:
-    return Path(out) / "classify" / f"quality_{region}" / f"init{int(init)}"
+def quality_dir(out, generator, region, init) -> Path:
+    return Path(out) / "classify" / "quality" / generator / region / f"init{int(init)}"
+
+
+def sample_metrics_path(out, generator, region) -> Path:
+    return Path(out) / "sample_metrics" / f"{generator}_{region}.json"
 
 
 def scores_path(workdir) -> Path:
@@ -122,8 +145,8 @@ def plots_dir(out) -> Path:
     return Path(out) / "plots"
 
 
-def diagnose_path(out, region) -> Path:
-    return Path(out) / f"diagnose_{region}.json"
+def diagnose_path(out, generator, region) -> Path:
+    return Path(out) / "diagnose" / f"{generator}_{region}.json"
 
 
 # -- the run's data folder ---------------------------------------------------------------------
@@ -190,6 +213,18 @@ def read_prepared(data_dir) -> tuple[dict, dict]:
     info = read_json(prepared_info_path(data_dir), "prepared data (run the prepare stage)")
     roles = read_npz(roles_path(data_dir), "event roles (run the prepare stage)")
     return info, roles
+
+
+# -- low-dimensional CATHODE features -----------------------------------------------------------
+
+def write_lowdim_features(path, event_id, features, feature_names) -> Path:
+    """Features (N, 4) of the events ``event_id`` (N,), sorted by id (``prepare.lowdim_features``)."""
+    return atomic_savez(path, event_id=np.asarray(event_id, np.int64),
+                        features=np.asarray(features, np.float64), feature_names=np.array(feature_names))
+
+
+def read_lowdim_features(path) -> dict:
+    return read_npz(path, "low-dimensional CATHODE features (run the prepare stage)")
 
 
 # -- generated events --------------------------------------------------------------------------

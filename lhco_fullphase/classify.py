@@ -1,33 +1,45 @@
-"""Stage ``classify``: the weakly supervised classifier scan and the generation-quality
-classifiers, as independent work units.
+"""Stage ``classify``: the weakly supervised classifier scan of every method, the
+generation-quality classifiers and the generated-sample metrics, as independent work units.
 
     python -m lhco_fullphase.classify --config lhco_fullphase/configs/demo.yaml --out runs/lhco
-        [--what scan|quality|both] [--shard K/N]
+        [--what scan|quality|metrics|all] [--shard K/N]
     horovodrun -np 4 python -m lhco_fullphase.classify ...   # the units spread over 4 ranks
 
-Scan units (method, injection n, initialisation i) of ``weak_supervision``:
+Scan units (method, injection n, initialisation i) of ``weak_supervision``; label 1 = data =
+``data_bkg`` + the first n events of ``inj_pool``, label 0:
 
-* ``diffusion``: label 0 = generated SR background (``generated/sr.h5``), label 1 = data =
-  ``data_bkg`` + the first n events of ``inj_pool``;
-* ``idealized`` (if ``weak_supervision.idealized``): label 0 = ``idealized_bkg`` (true,
-  independent SR background), label 1 = the same data.
+* ``diffusion`` / ``flow_matching`` (each generator of ``model.generators``): its generated SR
+  background (``generated/<generator>/sr.h5``);
+* ``idealized`` (if ``weak_supervision.idealized``): ``idealized_bkg`` (true, independent SR
+  background);
+* ``lowdim`` (if ``lowdim.enabled``): the MAF's SR samples (``generated/lowdim/sr.npz``), and
+  ``lowdim_idealized`` (also with ``weak_supervision.idealized``): ``idealized_bkg`` — both on the
+  4 low-dimensional features with the ``lowdim.classifier`` (``lowdim.train_and_score_lowdim``).
 
-The classes are balanced with per-event weights (total weight equal per class). Each training
-splits its events ``classifier.train_fraction`` / rest into train / validation (early stopping
-on the validation loss, best checkpoint kept) and then scores the evaluation set
-(``eval_bkg`` + ``eval_sig``), whose event ids are asserted disjoint from every id it was trained
-or validated on. Output per unit: ``OUT/classify/<method>/inj<n>/init<i>/scores.npz`` with
-``scores``, ``labels`` (1 = signal), ``event_id`` and ``train_event_id`` (true events used).
+The first three use the transformer classifier (``classifier``). The classes are balanced with
+per-event weights (total weight equal per class). Each training splits its events
+``classifier.train_fraction`` / rest into train / validation (early stopping on the validation
+loss, best checkpoint kept) and then scores the evaluation set (``eval_bkg`` + ``eval_sig``),
+whose event ids are asserted disjoint from every id it was trained or validated on. Output per
+unit: ``OUT/classify/<method>/inj<n>/init<i>/scores.npz`` with ``scores``, ``labels`` (1 =
+signal), ``event_id`` and ``train_event_id`` (true events used).
 
-Quality units (region, initialisation) of ``generation_quality``: generated vs true without
-signal, in the SB (``generated/sb.h5`` vs the ``sb_val`` events at whose mjj it was generated)
-and in the SR (``generated/sr.h5`` vs ``idealized_bkg``); split train/val/test, AUC on the test
-part, written to ``OUT/classify/quality_<sb|sr>/init<i>/scores.npz`` (``labels`` 1 = true).
+Quality units (generator, region, initialisation) of ``generation_quality``: generated vs true
+without signal, in the SB (``generated/<generator>/sb.h5`` vs the ``sb_val`` events at whose mjj
+it was generated) and in the SR (``generated/<generator>/sr.h5`` vs ``idealized_bkg``); split
+train/val/test, AUC on the test part, written to
+``OUT/classify/quality/<generator>/<region>/init<i>/scores.npz`` (``labels`` 1 = true).
 
-Every unit is a folder with a fingerprint (its settings, the roles and generated events it
-uses) and its own seed, so the results do not depend on how the units were spread over
-processes: with ``--shard K/N`` only that share is trained; without it the units are spread over
-the Horovod ranks and rank 0 then trains any unit still missing.
+Metrics units (generator, region): the generated-sample metrics of ``shared.sample_metrics``
+(W1 of jet mass, particle features and EFPs, FPD, KPD, each beside its truth-vs-truth baseline;
+settings ``sample_metrics``) on the same event sets, for each view (both jets pooled, leading,
+subleading), ``OUT/sample_metrics/<generator>_<region>.json``.
+
+Every unit has a fingerprint (its settings, the roles and generated events it uses) and its own
+seed, so the results do not depend on how the units were spread over processes, and a changed
+key of one method redoes that method's units only: with ``--shard K/N`` only that share is
+computed; without it the units are spread over the Horovod ranks and rank 0 then computes any
+unit still missing.
 """
 from __future__ import annotations
 
@@ -38,10 +50,11 @@ import numpy as np
 from lhco_fullphase import artifacts
 from lhco_fullphase.prepare import load_prepared, prepare
 from lhco_fullphase.roles import EVAL_ROLES, assert_disjoint
-from lhco_fullphase.schema import METHODS
-from lhco_fullphase.train import UNFINGERPRINTED_TRAINING
+from lhco_fullphase.schema import GENERATORS, LOWDIM_METHODS, METHODS
+from lhco_fullphase.train import UNFINGERPRINTED_TRAINING, fingerprinted, generators
 
 QUALITY_KEYS = ("generation_quality.fractions",)
+KINDS = ("scan", "quality", "metrics")
 
 
 def features(pre, arrays):
@@ -116,20 +129,28 @@ def train_and_score(ccfg, workdir, x0, x1, score_sets, seed, fractions=None, pro
 # ---------------------------------------------------------------------------------------------
 
 def methods(run) -> list[str]:
-    return [m for m in METHODS if m == "diffusion" or run.key("weak_supervision.idealized")]
+    """The scan methods of the run, in :data:`schema.METHODS` order."""
+    gens = generators(run)
+    ideal = bool(run.key("weak_supervision.idealized"))
+    low = bool(run.key("lowdim.enabled"))
+    keep = {"idealized": ideal, "lowdim": low, "lowdim_idealized": low and ideal}
+    return [m for m in METHODS if (m in gens) or keep.get(m, False)]
 
 
-def units(run, what=("scan", "quality")) -> list[tuple]:
-    """Every unit in a fixed order: ("scan", method, injection, init) and
-    ("quality", region, init)."""
+def units(run, what=KINDS) -> list[tuple]:
+    """Every unit in a fixed order: ("scan", method, injection, init), ("quality", generator,
+    region, init) and ("metrics", generator, region)."""
     out = []
+    regions = run.key("generation_quality.regions")
     if "scan" in what:
         out += [("scan", m, int(n), i) for m in methods(run)
                 for n in run.key("weak_supervision.injections")
                 for i in range(int(run.key("weak_supervision.num_inits")))]
     if "quality" in what:
-        out += [("quality", r, i) for r in run.key("generation_quality.regions")
+        out += [("quality", g, r, i) for g in generators(run) for r in regions
                 for i in range(int(run.key("generation_quality.num_inits")))]
+    if "metrics" in what:
+        out += [("metrics", g, r) for g in generators(run) for r in regions]
     return out
 
 
@@ -137,7 +158,7 @@ def unit_seed(run, unit) -> int:
     base = int(run.key("seed")) * 1000
     if unit[0] == "scan":
         return base + 97 * unit[3] + unit[2]
-    return base + 31 * unit[2] + (1 if unit[1] == "sr" else 2)
+    return base + 31 * unit[3] + (1 if unit[2] == "sr" else 2) + 7 * GENERATORS.index(unit[1])
 
 
 def _classifier_keys(run):
@@ -146,34 +167,66 @@ def _classifier_keys(run):
         [f"classifier.training.{k}" for k in c["training"] if k not in UNFINGERPRINTED_TRAINING]
 
 
+def _lowdim_classifier(run) -> dict:
+    c = dict(run.key("lowdim.classifier"))
+    c["training"] = fingerprinted(c["training"])
+    return c
+
+
 def unit_dir(run, unit):
-    return artifacts.scan_dir(run.out, *unit[1:]) if unit[0] == "scan" else \
-        artifacts.quality_dir(run.out, *unit[1:])
+    """The unit's folder (scan, quality) or file (metrics)."""
+    if unit[0] == "scan":
+        return artifacts.scan_dir(run.out, *unit[1:])
+    if unit[0] == "quality":
+        return artifacts.quality_dir(run.out, *unit[1:])
+    return artifacts.sample_metrics_path(run.out, *unit[1:])
+
+
+def unit_output(run, unit):
+    """The file a finished unit leaves behind."""
+    return unit_dir(run, unit) if unit[0] == "metrics" else artifacts.scores_path(unit_dir(run, unit))
 
 
 def unit_artifact(run, unit, prep=None):
-    """The folder artifact of one unit: classifier settings, seed, the roles and generated
-    events it trains on or scores."""
-    from lhco_fullphase.sample import generated_artifact
+    """The artifact of one unit: its settings, seed, the roles and generated events it trains on
+    or scores."""
+    from lhco_fullphase.sample import generated_artifact, lowdim_samples_artifact
     prep = prep or load_prepared(run)
-    keys = ["seed", *_classifier_keys(run)]
-    # the classifier's inputs are standardised with constants fitted on sb_train
+    keys, extra, upstream = ["seed"], {"unit": list(unit)}, {}
     if unit[0] == "scan":
-        _, method, _, _ = unit
-        roles = ["sb_train", *EVAL_ROLES, "data_bkg", "inj_pool"]
-        upstream = {}
-        if method == "diffusion":
-            upstream["generated"] = generated_artifact(run, "sr", prep)
+        method = unit[1]
+        roles = [*EVAL_ROLES, "data_bkg", "inj_pool"]
+        if method in LOWDIM_METHODS:
+            from lhco_fullphase.prepare import lowdim_features_artifact
+            extra["classifier"] = _lowdim_classifier(run)
+            upstream["features"] = lowdim_features_artifact(run, prep)
+        else:
+            # the classifier's inputs are standardised with constants fitted on sb_train
+            keys += _classifier_keys(run)
+            roles.append("sb_train")
+        if method in GENERATORS:
+            upstream["generated"] = generated_artifact(run, method, "sr", prep)
+        elif method == "lowdim":
+            upstream["generated"] = lowdim_samples_artifact(run, prep)
         else:
             roles.append("idealized_bkg")
     else:
-        _, region, _ = unit
-        keys += QUALITY_KEYS
-        roles = ["sb_train", "sb_val" if region == "sb" else "idealized_bkg"]
-        upstream = {"generated": generated_artifact(run, region, prep)}
+        generator, region = unit[1], unit[2]
+        roles = ["sb_val" if region == "sb" else "idealized_bkg"]
+        upstream["generated"] = generated_artifact(run, generator, region, prep)
+        if unit[0] == "quality":
+            keys += [*_classifier_keys(run), *QUALITY_KEYS]
+            roles.append("sb_train")
+        else:
+            extra["sample_metrics"] = {k: v for k, v in run.key("sample_metrics").items() if k != "progress"}
+    prepared = prep.fingerprint(*roles)
+    if unit[0] == "scan" and unit[1] in LOWDIM_METHODS:
+        # the 4 features (upstream) hold what the caches decide; no generator preprocessing
+        prepared = {"events": prepared["events"]}
+    folder = unit[0] != "metrics"
     return run.artifact(unit_dir(run, unit), config=keys, upstream=upstream,
-                        extra={"unit": list(unit), "prepared": prep.fingerprint(*roles)},
-                        folder=True, done_marker="scores.npz")
+                        extra={**extra, "prepared": prepared},
+                        folder=folder, done_marker="scores.npz" if folder else None)
 
 
 def unit_done(run, unit, prep=None) -> bool:
@@ -186,29 +239,30 @@ def unit_done(run, unit, prep=None) -> bool:
 # the inputs, loaded once per process
 # ---------------------------------------------------------------------------------------------
 
-def generated(run, region, prep):
-    """A region's generated events; an error if missing or made with other settings."""
+def generated(run, generator, region, prep):
+    """A generator's events of a region; an error if missing or made with other settings."""
     from lhco_fullphase.sample import generated_artifact
     from shared.errors import UsageError
-    art = generated_artifact(run, region, prep)
+    art = generated_artifact(run, generator, region, prep)
     if not (art.complete() and art.matches()):
         raise UsageError(f"{art.path}: generated events {art.stale_reason() or 'missing'}; "
-                         "run the sample stage (python -m lhco_fullphase.sample)")
+                         f"run the sample stage (python -m lhco_fullphase.sample --generator {generator})")
     return run.cached(f"generated/{art.digest}", lambda: artifacts.read_generated(art.path))
 
 
-def quality_events(run, region, prep=None):
-    """(generated, true) events of the generation-quality check: SB = ``generated/sb.h5`` and
-    the ``sb_val`` events it was generated at; SR = ``generated/sr.h5`` and ``idealized_bkg``."""
+def quality_events(run, generator, region, prep=None):
+    """(generated, true) events of the generation-quality check: SB = ``generated/<generator>/sb.h5``
+    and the ``sb_val`` events it was generated at; SR = ``generated/<generator>/sr.h5`` and
+    ``idealized_bkg``."""
     prep = prep or load_prepared(run)
-    gen = generated(run, region, prep)
+    gen = generated(run, generator, region, prep)
     true = prep.take(np.asarray(gen["sb_event_id"], np.int64)) if region == "sb" else \
         prep.take("idealized_bkg")
     return gen, true
 
 
 def _inputs(run, prep):
-    """Classifier features of everything the scan uses (once per process)."""
+    """Classifier features of everything the full-phase-space scan uses (once per process)."""
     def make():
         pre = prep.classifier_preprocessor(run.cfg)
         bkg, sig = prep.take("eval_bkg"), prep.take("eval_sig")
@@ -222,67 +276,131 @@ def _inputs(run, prep):
 
 
 def _label0(run, method, prep, pre):
-    """Features and true-event ids of the scan's label-0 class."""
-    if method == "diffusion":
-        return features(pre, generated(run, "sr", prep)), np.zeros(0, np.int64)
+    """Features and true-event ids of the full-phase-space scan's label-0 class."""
+    if method in GENERATORS:
+        return features(pre, generated(run, method, "sr", prep)), np.zeros(0, np.int64)
     ideal = prep.take("idealized_bkg")
     return features(pre, ideal), ideal["event_id"]
 
 
+def _data_ids(prep, n):
+    """Event ids of the data class at injection ``n``: data_bkg + the first n of inj_pool."""
+    return np.concatenate([prep.roles["data_bkg"], prep.roles["inj_pool"][:n]])
+
+
 # ---------------------------------------------------------------------------------------------
-# the stage
+# the units
 # ---------------------------------------------------------------------------------------------
 
-def compute_unit(run, unit, prep) -> None:
-    """Train one unit's classifier and write its scores (fingerprint first: an interrupted
-    training with the same settings continues from its checkpoint)."""
-    art = unit_artifact(run, unit, prep)
-    if art.prepare(log=run.log, what="/".join(art.path.parts[-3:])):
-        return
-    art.begin()
+def _scan_full(run, art, unit, prep, t0) -> None:
+    _, method, n, _ = unit
     inp = _inputs(run, prep)
-    pre, ccfg, seed, t0 = inp["pre"], run.cfg["classifier"], unit_seed(run, unit), time.time()
-    if unit[0] == "scan":
-        _, method, n, _ = unit
-        x0, ids0 = _label0(run, method, prep, pre)
-        data = {k: np.concatenate([inp["data_bkg"][k], inp["inj_pool"][k][:n]])
-                for k in inp["data_bkg"]}
-        used = np.concatenate([ids0, data["event_id"]])
-        assert_disjoint(used, inp["eval_ids"], f"{method} inj{n} training", "evaluation")
-        preds, _, _, hist = train_and_score(ccfg, art.path, x0, features(pre, data),
-                                            {"eval": inp["eval_x"]}, seed, progress=run.progress)
-        artifacts.write_scores(art.path, scores=preds["eval"], labels=inp["eval_labels"],
-                               event_id=inp["eval_ids"], train_event_id=used,
-                               n_signal_injected=n, n_data_background=len(inp["data_bkg"]["mjj"]),
-                               n_label0=len(x0["jets"]), epochs=len(hist), wall_s=time.time() - t0)
-        return
-    from shared import metrics
-    _, region, _ = unit
-    gen, true = quality_events(run, region, prep)
+    pre = inp["pre"]
+    x0, ids0 = _label0(run, method, prep, pre)
+    data = {k: np.concatenate([inp["data_bkg"][k], inp["inj_pool"][k][:n]]) for k in inp["data_bkg"]}
+    used = np.concatenate([ids0, data["event_id"]])
+    assert_disjoint(used, inp["eval_ids"], f"{method} inj{n} training", "evaluation")
+    preds, _, _, hist = train_and_score(run.cfg["classifier"], art.path, x0, features(pre, data),
+                                        {"eval": inp["eval_x"]}, unit_seed(run, unit), progress=run.progress)
+    artifacts.write_scores(art.path, scores=preds["eval"], labels=inp["eval_labels"],
+                           event_id=inp["eval_ids"], train_event_id=used, n_signal_injected=n,
+                           n_data_background=len(inp["data_bkg"]["mjj"]), n_label0=len(x0["jets"]),
+                           epochs=len(hist), wall_s=time.time() - t0)
+
+
+def _scan_lowdim(run, art, unit, prep, t0) -> None:
+    from lhco_fullphase.lowdim import train_and_score_lowdim
+    from lhco_fullphase.prepare import load_lowdim_features
+    from lhco_fullphase.sample import read_lowdim_samples
+    _, method, n, _ = unit
+    feats = load_lowdim_features(run, prep)
+    if method == "lowdim":
+        x0, ids0 = read_lowdim_samples(run, prep)["features"], np.zeros(0, np.int64)
+    else:
+        ids0 = prep.roles["idealized_bkg"]
+        x0 = feats.take(ids0)
+    data_ids = _data_ids(prep, n)
     eval_ids = np.concatenate([prep.roles[r] for r in EVAL_ROLES])
-    assert_disjoint(true["event_id"], eval_ids, f"quality_{region}", "evaluation")
+    used = np.concatenate([ids0, data_ids])
+    assert_disjoint(used, eval_ids, f"{method} inj{n} training", "evaluation")
+    res = train_and_score_lowdim(run.cfg, x0, feats.take(data_ids), feats.take(eval_ids),
+                                 unit_seed(run, unit), workdir=art.path, progress=run.progress)
+    labels = np.r_[np.zeros(len(prep.roles["eval_bkg"])), np.ones(len(prep.roles["eval_sig"]))]
+    artifacts.write_scores(art.path, scores=res["eval"], labels=labels.astype(np.int8), event_id=eval_ids,
+                           train_event_id=used, n_signal_injected=n,
+                           n_data_background=len(prep.roles["data_bkg"]), n_label0=len(x0),
+                           epochs=res["epochs"], wall_s=time.time() - t0)
+
+
+def _quality(run, art, unit, prep, t0) -> None:
+    from shared import metrics
+    _, generator, region, _ = unit
+    pre = _inputs(run, prep)["pre"]
+    gen, true = quality_events(run, generator, region, prep)
+    eval_ids = np.concatenate([prep.roles[r] for r in EVAL_ROLES])
+    assert_disjoint(true["event_id"], eval_ids, f"quality {generator}/{region}", "evaluation")
     preds, splits, label, hist = train_and_score(
-        ccfg, art.path, features(pre, gen), features(pre, true), {}, seed,
+        run.cfg["classifier"], art.path, features(pre, gen), features(pre, true), {}, unit_seed(run, unit),
         fractions=tuple(run.key("generation_quality.fractions")), progress=run.progress)
     test_labels = label[splits[2]].astype(np.int8)
     artifacts.write_scores(art.path, scores=preds["test"], labels=test_labels,
                            auc=metrics.auc(test_labels, preds["test"]), epochs=len(hist),
-                           wall_s=time.time() - t0, n_generated=len(gen["mjj"]),
-                           n_true=len(true["mjj"]))
+                           wall_s=time.time() - t0, n_generated=len(gen["mjj"]), n_true=len(true["mjj"]))
 
 
-def classify(run, what=("scan", "quality")) -> list | None:
+def sample_metrics_of(run, generator, region, prep=None) -> dict:
+    """The generated-sample metrics of ``generator`` in ``region`` (``OUT/sample_metrics/``):
+    read when made with the current settings, else computed and written."""
+    from shared.io import read_json
+    prep = prep or load_prepared(run)
+    unit = ("metrics", generator, region)
+    art = unit_artifact(run, unit, prep)
+    if not (art.complete() and art.matches()):
+        compute_unit(run, unit, prep)
+    return read_json(art.path, "sample metrics")
+
+
+def _metrics(run, art, unit, prep, t0) -> None:
+    from shared.io import atomic_write_json
+    from shared.sample_metrics import dijet_sample_metrics
+    _, generator, region = unit
+    gen, true = quality_events(run, generator, region, prep)
+    c = dict(run.key("sample_metrics"), progress=bool(run.progress and run.key("sample_metrics.progress")))
+    res = dijet_sample_metrics(gen, true, c)
+    atomic_write_json(art.path, {"generator": generator, "region": region, "views": res,
+                                 "wall_s": time.time() - t0})
+
+
+COMPUTE = {"scan": _scan_full, "quality": _quality, "metrics": _metrics}
+
+
+def compute_unit(run, unit, prep) -> None:
+    """Make one unit's output (fingerprint of a folder first: an interrupted training with the
+    same settings continues from its checkpoint; a file's after it is written)."""
+    art = unit_artifact(run, unit, prep)
+    if art.prepare(log=run.log, what="/".join(str(x) for x in unit)):
+        return
+    if art.folder:
+        art.begin()
+    fn = _scan_lowdim if unit[0] == "scan" and unit[1] in LOWDIM_METHODS else COMPUTE[unit[0]]
+    fn(run, art, unit, prep, time.time())
+    if not art.folder:
+        art.record()
+
+
+def classify(run, what=KINDS, only_methods=None) -> list | None:
     """This process's share of the units (skipping finished ones); without ``--shard``, rank 0
-    then trains any unit still missing. Returns the unit folders (rank 0)."""
+    then computes any unit still missing. ``only_methods``: scan units of these methods only.
+    Returns the unit outputs (rank 0)."""
     from shared.run import run_units
     prep = load_prepared(run)
-    all_units = units(run, what)
+    all_units = [u for u in units(run, what) if only_methods is None or u[0] != "scan" or u[1] in only_methods]
     run_units(run, all_units, lambda u: unit_artifact(run, u, prep),
-              lambda u: compute_unit(run, u, prep), "classifier units")
+              lambda u: compute_unit(run, u, prep), "classify units")
     if run.shard is not None:
         return None
     run.ctx.barrier()
-    return [unit_dir(run, u) for u in all_units] if run.is_root else None
+    return [unit_output(run, u) for u in all_units] if run.is_root else None
 
 
 def main(argv=None):
@@ -290,12 +408,13 @@ def main(argv=None):
     from shared.cli import add_shard_argument, parser
     from shared.run import Run
     p = parser(__doc__.split("\n")[0])
-    p.add_argument("--what", default="both", choices=("scan", "quality", "both"))
+    p.add_argument("--what", default="all", choices=(*KINDS, "all"),
+                   help="scan units, quality classifiers, sample metrics, or all (default)")
     add_shard_argument(p)
     args = p.parse_args(argv)
     run = Run.from_args(args, SCHEMA)
     run.root_only(prepare)
-    done = classify(run, ("scan", "quality") if args.what == "both" else (args.what,))
+    done = classify(run, KINDS if args.what == "all" else (args.what,))
     for path in done or []:
         run.log(str(path))
 

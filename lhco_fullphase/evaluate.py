@@ -1,16 +1,18 @@
 """Stage ``evaluate``: ROC / AUC / SIC of every classifier unit on the independent evaluation
-set, and the generation-quality AUCs.
+set, the generation-quality AUCs and the generated-sample metrics.
 
     python -m lhco_fullphase.evaluate --config lhco_fullphase/configs/demo.yaml --out runs/lhco
     (also writes the report: results.json, results.md)
 
 Per method and injection: AUC and max SIC of each initialisation (SIC only where at least
 ``evaluate.min_background`` background events pass), their median and central
-``evaluate.band`` (68 %) interval over initialisations. Generation quality: test AUC per region.
+``evaluate.band`` (68 %) interval over initialisations (``scan.<method>.<n>``). Generation
+quality: test AUC per generator and region (``quality.<generator>.<region>``); sample metrics
+(``sample_metrics.<generator>.<region>``: the views of ``shared.sample_metrics.dijet_sample_metrics``).
 Only units finished with the current settings are read (``classify.unit_done``); a missing one
 is left out and counted (``missing_units``). Writes ``OUT/results_eval.json`` and
 ``OUT/predictions/sic_inj<n>.npz`` in the ``plots/plot_sic.py`` format (one curve per method and
-initialisation).
+initialisation, named ``<method>_init<i>``).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 from lhco_fullphase import artifacts
 from lhco_fullphase.classify import methods, unit_dir, unit_done, units
 from lhco_fullphase.prepare import load_prepared
+from lhco_fullphase.train import generators
 
 
 def summarize(values, band=0.68):
@@ -32,12 +35,15 @@ def summarize(values, band=0.68):
 
 
 def finished_units(run) -> tuple[dict, list]:
-    """({unit: scores} of every unit finished with the current settings, [missing units])."""
+    """({unit: scores (or sample metrics)} of every unit finished with the current settings,
+    [missing units])."""
+    from shared.io import read_json
     prep = load_prepared(run)
     done, missing = {}, []
     for u in units(run):
         if unit_done(run, u, prep):
-            done[u] = artifacts.read_scores(unit_dir(run, u))
+            done[u] = read_json(unit_dir(run, u), "sample metrics") if u[0] == "metrics" else \
+                artifacts.read_scores(unit_dir(run, u))
         else:
             missing.append(u)
     return done, missing
@@ -78,7 +84,8 @@ def evaluate(run) -> dict:
     if missing:
         run.log(f"evaluate: {len(missing)} classifier unit(s) not finished with the current "
                 f"settings, left out (e.g. {'/'.join(map(str, missing[0]))}); run the classify stage")
-    res = {"min_background": mb, "band": band, "scan": {}, "quality": {},
+    res = {"min_background": mb, "band": band, "methods": methods(run), "generators": generators(run),
+           "scan": {}, "quality": {}, "sample_metrics": {},
            "missing_units": ["/".join(map(str, u)) for u in missing]}
     injections = [int(n) for n in run.key("weak_supervision.injections")]
     for method in methods(run):
@@ -93,14 +100,18 @@ def evaluate(run) -> dict:
         if curves:
             written.append(artifacts.predictions_path(run.out, f"sic_inj{n}"))
             save_predictions(written[-1], curves, title=f"lhco_fullphase, {n} injected signal events")
-    for region in run.key("generation_quality.regions"):
-        runs = [s for u, s in done.items() if u[:2] == ("quality", region)]
-        if runs:
-            aucs = [float(r["auc"]) for r in runs]
-            res["quality"][region] = {"auc": aucs, "auc_summary": summarize(aucs, band),
-                                      "n_test": int(len(runs[0]["labels"])),
-                                      "n_generated": int(runs[0]["n_generated"]),
-                                      "n_true": int(runs[0]["n_true"])}
+    for generator in generators(run):
+        res["quality"][generator], res["sample_metrics"][generator] = {}, {}
+        for region in run.key("generation_quality.regions"):
+            runs = [s for u, s in done.items() if u[:3] == ("quality", generator, region)]
+            if runs:
+                aucs = [float(r["auc"]) for r in runs]
+                res["quality"][generator][region] = {
+                    "auc": aucs, "auc_summary": summarize(aucs, band), "n_test": int(len(runs[0]["labels"])),
+                    "n_generated": int(runs[0]["n_generated"]), "n_true": int(runs[0]["n_true"])}
+            m = done.get(("metrics", generator, region))
+            if m:
+                res["sample_metrics"][generator][region] = m["views"]
     atomic_write_json(artifacts.results_eval_path(run.out), res)
     _record(run, written, done)
     return res

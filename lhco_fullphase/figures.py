@@ -5,10 +5,13 @@ Each figure function takes the run (a :class:`shared.run.Run`, or its output fol
 folder then comes from ``OUT/run_info.json`` unless ``data_dir`` is given) and an output path
 stem (default ``OUT/plots/<name>``), and returns the saved PNG + PDF paths.
 
-* Fig. 4 ``lhco_fig4_jets``: jet kinematics (both jets) and mjj, generated vs true, SB and SR.
-* Fig. 5 ``lhco_fig5_particles``: particle features of both jets, generated vs true, SB and SR.
-* Fig. 6 ``lhco_fig6_sic_roc``: SIC and background rejection at one injection, median and band.
-* Fig. 7 ``lhco_fig7_scan``: max SIC and AUC vs injected signal, median and band.
+* Fig. 4 ``lhco_fig4_jets``: jet kinematics (both jets) and mjj, every generator over the truth,
+  SB and SR.
+* Fig. 5 ``lhco_fig5_particles``: particle features of both jets, every generator over the truth,
+  SB and SR.
+* Fig. 6 ``lhco_fig6_sic_roc``: SIC and background rejection at one injection, median and band,
+  every method.
+* Fig. 7 ``lhco_fig7_scan``: max SIC and AUC vs injected signal, median and band, every method.
 """
 from __future__ import annotations
 
@@ -21,8 +24,13 @@ from lhco_fullphase import artifacts
 from shared import metrics, plotting
 from shared.errors import DataFormatError
 
-SCAN_STYLE = {"diffusion": ("#bd1f01", "o", "diffusion background"),
-              "idealized": ("#3f90da", "s", "idealized (true background)")}
+# method: (colour, marker, legend label, line style)
+SCAN_STYLE = {"diffusion": ("#bd1f01", "o", "diffusion background", "-"),
+              "flow_matching": ("#1845fb", "D", "flow-matching background", "-"),
+              "lowdim": ("#8a5a00", "^", "low-dim CATHODE", "-"),
+              "idealized": ("#2e8b57", "s", "idealized (true background)", "--"),
+              "lowdim_idealized": ("#a0a0a0", "v", "low-dim idealized", "--")}
+GENERATOR_STYLE = {"diffusion": ("#bd1f01", "diffusion"), "flow_matching": ("#1845fb", "flow matching")}
 JET_PANELS = ((0, r"jet $p_T$ [GeV]"), (1, r"jet $\eta$"), (3, r"jet mass [GeV]"),
               (4, "jet constituents N"))
 PARTICLE_PANELS = ((0, r"particle $p_T/p_{T,jet}$", True), (1, r"particle $\Delta\eta$", False),
@@ -38,48 +46,62 @@ def _stem(run, name, out):
 
 
 def generated_vs_true(run, data_dir=None) -> dict:
-    """{region: (generated, true)} physical arrays: SB (the sb_val events whose mjj was used)
-    and SR (true = the independent idealized background, no signal)."""
+    """{region: (true, {generator: generated})} physical arrays of every generated file of the
+    run: SB (true = the sb_val events whose mjj was used) and SR (true = the independent idealized
+    background, no signal)."""
     from lhco_fullphase.prepare import Prepared, load_prepared
+    from lhco_fullphase.schema import GENERATORS
     out = _out(run)
-    regions = [r for r in ("sb", "sr") if artifacts.generated_path(out, r).is_file()]
-    if not regions:
-        raise DataFormatError(out / "generated", "<region>.h5", "no generated events (run the sample stage)")
+    found = {r: [g for g in GENERATORS if artifacts.generated_path(out, g, r).is_file()] for r in ("sb", "sr")}
+    if not any(found.values()):
+        raise DataFormatError(out / "generated", "<generator>/<region>.h5",
+                              "no generated events (run the sample stage)")
     from shared.run import require_current
-    for region in regions:
-        require_current(artifacts.generated_path(out, region), "generated events",
-                        "run the sample stage again (python -m lhco_fullphase.sample --region both)")
+    for region, gens in found.items():
+        for g in gens:
+            require_current(artifacts.generated_path(out, g, region), "generated events",
+                            "run the sample stage again (python -m lhco_fullphase.sample --region both)")
     prep = load_prepared(run) if hasattr(run, "cfg") else \
         Prepared.load(data_dir or artifacts.data_dir_of(out))
     pairs = {}
-    for region in regions:
-        g = artifacts.read_generated(artifacts.generated_path(out, region))
-        true = prep.take(np.asarray(g["sb_event_id"], np.int64)) if region == "sb" else \
+    for region, gens in found.items():
+        if not gens:
+            continue
+        g = {name: artifacts.read_generated(artifacts.generated_path(out, name, region)) for name in gens}
+        first = g[gens[0]]
+        true = prep.take(np.asarray(first["sb_event_id"], np.int64)) if region == "sb" else \
             prep.take("idealized_bkg")
-        pairs[region] = (g, true)
+        pairs[region] = (true, g)
     return pairs
 
 
-def hist_ratio(ax, ax_r, gen, true, bins, xlabel, log=False):
-    """Normalised histograms of true (filled) and generated (line) + ratio generated/true with
-    Poisson errors of both."""
-    gen, true = np.asarray(gen, float), np.asarray(true, float)
-    gen, true = gen[np.isfinite(gen)], true[np.isfinite(true)]
+def hist_ratio(ax, ax_r, gens, true, bins, xlabel, log=False):
+    """Normalised histograms of true (filled) and each generated sample (lines; ``gens``
+    {generator: values}) + ratios generated/true with Poisson errors of both."""
+    true = np.asarray(true, float)
+    true = true[np.isfinite(true)]
     ht, _ = np.histogram(true, bins)
-    hg, _ = np.histogram(gen, bins)
-    wt, wg = 1.0 / max(ht.sum(), 1) / np.diff(bins), 1.0 / max(hg.sum(), 1) / np.diff(bins)
+    wt = 1.0 / max(ht.sum(), 1) / np.diff(bins)
     ax.stairs(ht * wt, bins, fill=True, alpha=0.35, color="#3f90da", label=f"true ({len(true)})")
-    ax.stairs(hg * wg, bins, color="#bd1f01", lw=1.8, label=f"generated ({len(gen)})")
+    centers = 0.5 * (bins[1:] + bins[:-1])
+    shift = 0.15 * np.diff(bins)
+    for k, (name, gen) in enumerate(gens.items()):
+        color, label = GENERATOR_STYLE.get(name, ("#333333", name))
+        gen = np.asarray(gen, float)
+        gen = gen[np.isfinite(gen)]
+        hg, _ = np.histogram(gen, bins)
+        wg = 1.0 / max(hg.sum(), 1) / np.diff(bins)
+        ax.stairs(hg * wg, bins, color=color, lw=1.8, label=f"{label} ({len(gen)})")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = (hg * wg) / (ht * wt)
+            err = r * np.sqrt(1.0 / np.maximum(hg, 1) + 1.0 / np.maximum(ht, 1))
+        ok = (ht > 0) & (hg > 0)
+        x = centers + (k - (len(gens) - 1) / 2) * shift   # side by side, not on top of each other
+        ax_r.errorbar(x[ok], r[ok], yerr=err[ok], fmt="o", ms=3, color=color)
     if log:
         ax.set_yscale("log")
     ax.set_ylabel("density", fontsize=11)
     ax.tick_params(labelbottom=False, labelsize=9)
-    centers = 0.5 * (bins[1:] + bins[:-1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = (hg * wg) / (ht * wt)
-        err = r * np.sqrt(1.0 / np.maximum(hg, 1) + 1.0 / np.maximum(ht, 1))
-    ok = (ht > 0) & (hg > 0)
-    ax_r.errorbar(centers[ok], r[ok], yerr=err[ok], fmt="o", ms=3, color="#bd1f01")
     ax_r.axhline(1.0, color="gray", lw=1)
     ax_r.set_ylim(0.0, 2.0)
     ax_r.set_ylabel("gen/true", fontsize=10)
@@ -139,22 +161,23 @@ def band_curves(runs, kind, grid, min_background=10):
 
 
 def lhco_fig4_jets(run, out=None, data_dir=None):
-    """Jet kinematics (both jets) and mjj, generated vs true, SB and SR, with ratio panels.
-    True SR = the independent true SR background (no signal)."""
+    """Jet kinematics (both jets) and mjj, every generator over the truth, SB and SR, with ratio
+    panels. True SR = the independent true SR background (no signal)."""
     pairs = generated_vs_true(run, data_dir)
     fig, axes = grid_figure(len(pairs), len(JET_PANELS) + 1)
-    for r, (region, (gen, true)) in enumerate(pairs.items()):
+    for r, (region, (true, gens)) in enumerate(pairs.items()):
         for c, (f, name) in enumerate(JET_PANELS):
-            g, t = gen["jets"][..., f].ravel(), true["jets"][..., f].ravel()
+            g = {k: v["jets"][..., f].ravel() for k, v in gens.items()}
+            t = true["jets"][..., f].ravel()
             if f == 4:
-                hi = max(g.max(), t.max()) + 1.5
+                hi = max(max(v.max() for v in g.values()), t.max()) + 1.5
                 bins = np.arange(0.5, hi, max(1, int(hi // 30)))
             else:
-                bins = quantile_bins(g, t)
+                bins = quantile_bins(t, *g.values())
             hist_ratio(*axes[r][c], g, t, bins, name)
             axes[r][c][0].set_title(f"{region.upper()}", fontsize=11, loc="left")
-        hist_ratio(*axes[r][-1], gen["mjj"], true["mjj"], quantile_bins(gen["mjj"], true["mjj"]),
-                   r"$m_{jj}$ [GeV]")
+        g = {k: v["mjj"] for k, v in gens.items()}
+        hist_ratio(*axes[r][-1], g, true["mjj"], quantile_bins(true["mjj"], *g.values()), r"$m_{jj}$ [GeV]")
         axes[r][-1][0].set_title(f"{region.upper()}", fontsize=11, loc="left")
     axes[0][0][0].legend(fontsize=9, frameon=False)
     fig.suptitle("Jets: generated vs true (simulated stand-in data, CPU demo scale)", fontsize=13)
@@ -162,20 +185,21 @@ def lhco_fig4_jets(run, out=None, data_dir=None):
 
 
 def lhco_fig5_particles(run, out=None, data_dir=None):
-    """Particle features of both jets (real particles only), generated vs true, SB and SR, with
-    ratio panels."""
+    """Particle features of both jets (real particles only), every generator over the truth, SB
+    and SR, with ratio panels."""
     pairs = generated_vs_true(run, data_dir)
     fig, axes = grid_figure(len(pairs), len(PARTICLE_PANELS) + 1)
-    for r, (region, (gen, true)) in enumerate(pairs.items()):
-        gm, tm = gen["mask"].astype(bool), true["mask"].astype(bool)
+    for r, (region, (true, gens)) in enumerate(pairs.items()):
+        tm = true["mask"].astype(bool)
         for c, (f, name, log) in enumerate(PARTICLE_PANELS):
-            g, t = gen["particles"][..., f][gm], true["particles"][..., f][tm]
-            hist_ratio(*axes[r][c], g, t, quantile_bins(g, t, n=40), name, log=log)
+            g = {k: v["particles"][..., f][v["mask"].astype(bool)] for k, v in gens.items()}
+            t = true["particles"][..., f][tm]
+            hist_ratio(*axes[r][c], g, t, quantile_bins(t, *g.values(), n=40), name, log=log)
             axes[r][c][0].set_title(region.upper(), fontsize=11, loc="left")
         # Leading-particle momentum fraction (first slot: the hardest particle of true jets).
-        g = gen["particles"][..., 0].max(-1).ravel()
+        g = {k: v["particles"][..., 0].max(-1).ravel() for k, v in gens.items()}
         t = true["particles"][..., 0].max(-1).ravel()
-        hist_ratio(*axes[r][-1], g, t, quantile_bins(g, t), r"leading $p_T/p_{T,jet}$")
+        hist_ratio(*axes[r][-1], g, t, quantile_bins(t, *g.values()), r"leading $p_T/p_{T,jet}$")
         axes[r][-1][0].set_title(region.upper(), fontsize=11, loc="left")
     axes[0][0][0].legend(fontsize=9, frameon=False)
     fig.suptitle("Particles: generated vs true (simulated stand-in data, CPU demo scale)", fontsize=13)
@@ -191,8 +215,8 @@ def _injections(res, path):
 
 def lhco_fig6_sic_roc(run, out=None, data_dir=None, injection=None):
     """SIC and background rejection vs signal efficiency at one injection (default: the
-    largest), median and 68 % band over initialisations, diffusion-generated vs idealized
-    background; both left empty where fewer than ``evaluate.min_background`` background
+    largest), median and 68 % band over initialisations, every method of the run; both left
+    empty where fewer than ``evaluate.min_background`` background
     events pass. (Single curves per initialisation: ``python plots/plot_sic.py
     OUT/predictions/sic_inj<n>.npz --out STEM``.)"""
     folder = _out(run)
@@ -204,17 +228,17 @@ def lhco_fig6_sic_roc(run, out=None, data_dir=None, injection=None):
     curves = plotting.load_predictions(artifacts.predictions_path(folder, f"sic_inj{n}"))
     fig, (ax_s, ax_r) = plotting.figure(2)
     grid = np.linspace(0.005, 1.0, 200)
-    for method, (color, _, label) in SCAN_STYLE.items():
+    for method, (color, _, label, ls) in SCAN_STYLE.items():
         runs = [{"labels": lab, "scores": sc} for name, (lab, sc) in sorted(curves.items())
                 if name.rsplit("_init", 1)[0] == method]
-        if not runs:
+        if not runs or str(n) not in res["scan"].get(method, {}):
             continue
         s = res["scan"][method][str(n)]
         for ax, kind in ((ax_s, "sic"), (ax_r, "rejection")):
             med, lo, hi = band_curves(runs, kind, grid, mb)
-            ax.plot(grid, med, color=color, label=f"{label} ({len(runs)} inits, AUC "
-                                                   f"{s['auc_summary']['median']:.2f})")
-            ax.fill_between(grid, lo, hi, color=color, alpha=0.25, lw=0)
+            ax.plot(grid, med, color=color, ls=ls, label=f"{label} ({len(runs)} inits, AUC "
+                                                          f"{s['auc_summary']['median']:.2f})")
+            ax.fill_between(grid, lo, hi, color=color, alpha=0.2, lw=0)
     ax_r.plot(grid, 1.0 / grid, color="gray", ls=":", label="random")
     ax_s.axhline(1.0, color="gray", ls=":", lw=1)
     ax_s.set_xlabel(r"Signal efficiency $\epsilon_s$")
@@ -224,9 +248,9 @@ def lhco_fig6_sic_roc(run, out=None, data_dir=None, injection=None):
     ax_r.set_yscale("log")
     for ax in (ax_s, ax_r):
         ax.set_xlim(0, 1)
-        ax.legend(frameon=False, fontsize=10)
+        ax.legend(frameon=False, fontsize=9)
     ax_s.set_ylim(bottom=0)
-    any_s = res["scan"].get("diffusion", {}).get(str(n)) or res["scan"]["idealized"][str(n)]
+    any_s = next(m[str(n)] for m in res["scan"].values() if str(n) in m)
     plotting.label_plot(ax_s, f"{n} signal in {any_s['n_data_background']} SR bkg (S/B {any_s['s_over_b']:.2f}); "
                               f"median, 68% band; empty < {mb} bkg")
     plotting.label_plot(ax_r, f"eval: {any_s['n_eval_signal']} sig, {any_s['n_eval_background']} bkg (stand-in data)")
@@ -235,26 +259,27 @@ def lhco_fig6_sic_roc(run, out=None, data_dir=None, injection=None):
 
 def lhco_fig7_scan(run, out=None, data_dir=None):
     """Max SIC and AUC vs the number of injected signal events, median and 68 % band over
-    initialisations, diffusion-generated vs idealized background."""
+    initialisations, every method of the run (diffusion, flow matching, low-dim CATHODE,
+    idealized, low-dim idealized)."""
     folder = _out(run)
     res = artifacts.read_results_eval(folder)
     _injections(res, artifacts.results_eval_path(folder))
     fig, (ax_s, ax_a) = plotting.figure(2)
-    for method, (color, marker, label) in SCAN_STYLE.items():
+    for method, (color, marker, label, ls) in SCAN_STYLE.items():
         scan = res["scan"].get(method, {})
         if not scan:
             continue
         ns = sorted(int(n) for n in scan)
         for ax, key in ((ax_s, "max_sic_summary"), (ax_a, "auc_summary")):
             med, lo, hi = (np.array([scan[str(n)][key][k] for n in ns]) for k in ("median", "lo", "hi"))
-            ax.plot(ns, med, marker=marker, color=color, label=label)
-            ax.fill_between(ns, lo, hi, color=color, alpha=0.25, lw=0)
+            ax.plot(ns, med, marker=marker, color=color, ls=ls, label=label)
+            ax.fill_between(ns, lo, hi, color=color, alpha=0.2, lw=0)
     ax_s.axhline(1.0, color="gray", ls=":", lw=1)
     ax_a.axhline(0.5, color="gray", ls=":", lw=1)
     for ax, name in ((ax_s, "max SIC"), (ax_a, "AUC")):
         ax.set_xlabel("injected signal events in the SR data")
         ax.set_ylabel(name)
-        ax.legend(frameon=False, fontsize=11)
+        ax.legend(frameon=False, fontsize=9)
     any_m = next(iter(v for v in res["scan"].values() if v))
     nb = next(iter(any_m.values()))["n_data_background"]
     plotting.label_plot(ax_s, f"{nb} SR background in data; median, 68% band over inits; stand-in data")

@@ -28,38 +28,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lhco_fullphase.model import DijetDiffusion
-from lhco_fullphase.schema import PARTS
+from lhco_fullphase.conditioning import DijetConditioning
+from lhco_fullphase.schema import FLOW_MODEL_SCHEMA, PARTS
 from shared.diffusion import flow_matching as fm
 from shared.diffusion.score import eps_fn_from_model
 from shared.epic import build_epic_net
-from shared.layers import FourierFeatures, build_vector_score_net
+from shared.layers import build_vector_score_net
 
-FLOW_MODEL_DEFAULTS = {
-    "sigma_min": fm.SIGMA_MIN,   # width of the data end of the OT path
-    "solver": "midpoint",        # euler | midpoint | heun (ODE sampling)
-    "steps": 250,                # ODE steps (midpoint: 2 net evaluations each)
-    "mjj_fourier": {"num_frequencies": 16, "scale": 1.0, "include_input": True, "seed": 0},
-}
-JET_NET_DEFAULTS = {"kind": "dense", "width": 256, "num_blocks": 3, "time_embed_dim": 64,
-                    "time_scale": 1.0, "dropout": 0.0,
-                    # kind: epic only
-                    "local_dim": 64, "global_dim": 64, "num_layers": 3}
-PARTICLE_NET_DEFAULTS = {"local_dim": 150, "global_dim": 256, "num_layers": 8, "hidden_dim": None,
-                         "time_embed_dim": 64, "time_scale": 1.0, "sum_scale": 0.01}
-JET_NET_KINDS = ("dense", "epic")
+# every key with its default (lhco_fullphase.schema.FLOW_MODEL_SCHEMA; docs/lhco_methods.md)
+FLOW_MODEL_DEFAULTS = FLOW_MODEL_SCHEMA.check({}, "flow_model", None)
+JET_NET_DEFAULTS = {k: v for k, v in FLOW_MODEL_DEFAULTS["jet_net"].items() if k != "mjj_fourier"}
+PARTICLE_NET_DEFAULTS = {k: v for k, v in FLOW_MODEL_DEFAULTS["particle_net"].items() if k != "mjj_fourier"}
 
 
-def _net_cfg(model_cfg, part, defaults):
-    given = dict(model_cfg.get(f"{part}_net") or {})
-    unknown = sorted(set(given) - set(defaults) - {"mjj_fourier"})
-    if unknown:
-        raise ValueError(f"flow model config {part}_net: unknown keys {unknown} "
-                         f"(known: {sorted(defaults)} + mjj_fourier)")
-    return {**defaults, **given}
-
-
-class DijetFlowMatching(keras.Model):
+class DijetFlowMatching(DijetConditioning, keras.Model):
     """Two velocity models (jets | t, mjj; particles | t, jet, mjj) with the Trainer contract.
 
     Batch (dict, network space from ``lhco_fullphase.preprocess.Preprocessor``): ``jets`` (B, 2, F),
@@ -75,36 +57,25 @@ class DijetFlowMatching(keras.Model):
         self.parts = tuple(parts)
         if not self.parts or any(p not in PARTS for p in self.parts):
             raise ValueError(f"DijetFlowMatching: parts must be a non-empty subset of {PARTS}, got {parts}")
-        self.model_cfg = {**FLOW_MODEL_DEFAULTS, **dict(model_cfg or {})}
+        # validated, defaults filled (a ConfigError naming the key otherwise)
+        self.model_cfg = FLOW_MODEL_SCHEMA.check(dict(model_cfg or {}), "flow_model", None)
         self.num_particles = int(num_particles)
         self.n_dequant = float(n_dequant)
         self.n_feature = int(n_feature)
-        self.num_jet_features = nj = int(num_jet_features)
+        nj = int(num_jet_features)
         self.sigma_min = float(self.model_cfg["sigma_min"])
-        if not 0.0 <= self.sigma_min < 1.0:
-            raise ValueError(f"flow model config sigma_min must be in [0, 1), got {self.sigma_min}")
+        if not self.sigma_min < 1.0:
+            raise ValueError(f"flow_model.sigma_min must be in [0, 1), got {self.sigma_min}")
         self.solver = self.model_cfg["solver"]
-        if self.solver not in fm.SOLVERS:
-            raise ValueError(f"flow model config solver must be one of {fm.SOLVERS}, got {self.solver!r}")
         self.steps = int(self.model_cfg["steps"])
-        self._mjj_include_input, mjj_dim = {}, {}
-        for part in self.parts:
-            ff = {**FLOW_MODEL_DEFAULTS["mjj_fourier"], **dict(self.model_cfg.get("mjj_fourier") or {}),
-                  **dict((self.model_cfg.get(f"{part}_net") or {}).get("mjj_fourier") or {})}
-            nf = int(ff["num_frequencies"])
-            setattr(self, f"{part}_mjj_fourier", FourierFeatures(
-                nf, kind="gaussian", scale=float(ff["scale"]), seed=int(ff["seed"]),
-                name=f"{part}_mjj_fourier"))
-            self._mjj_include_input[part] = bool(ff["include_input"])
-            mjj_dim[part] = 2 * nf + int(self._mjj_include_input[part])
+        mjj_dim = self.init_conditioning(
+            {part: {**self.model_cfg["mjj_fourier"], **self.model_cfg[f"{part}_net"]["mjj_fourier"]}
+             for part in self.parts}, nj)
 
         self.jet_net = self.particle_net = None
         if "jet" in self.parts:
-            jc = _net_cfg(self.model_cfg, "jet", JET_NET_DEFAULTS)
+            jc = self.model_cfg["jet_net"]
             self.jet_kind = jc["kind"]
-            if self.jet_kind not in JET_NET_KINDS:
-                raise ValueError(f"flow model config jet_net.kind must be one of {JET_NET_KINDS}, "
-                                 f"got {self.jet_kind!r}")
             if self.jet_kind == "dense":
                 self.jet_net = build_vector_score_net(
                     2 * nj, cond_dim=mjj_dim["jet"], width=int(jc["width"]), num_blocks=int(jc["num_blocks"]),
@@ -118,7 +89,7 @@ class DijetFlowMatching(keras.Model):
                     time_embed_dim=int(jc["time_embed_dim"]), time_scale=float(jc["time_scale"]),
                     num_slots=2, name="jet_net")
         if "particle" in self.parts:
-            pc = _net_cfg(self.model_cfg, "particle", PARTICLE_NET_DEFAULTS)
+            pc = self.model_cfg["particle_net"]
             self.particle_net = build_epic_net(
                 3, cond_dim=nj + mjj_dim["particle"], local_dim=int(pc["local_dim"]),
                 global_dim=int(pc["global_dim"]), num_layers=int(pc["num_layers"]),
@@ -129,10 +100,7 @@ class DijetFlowMatching(keras.Model):
         dq[self.n_feature] = self.n_dequant
         self._dequant = tf.constant(dq)
 
-    # -- conditioning / layout (the diffusion generator's, borrowed: same attributes) ----------
-    _mjj_cond = DijetDiffusion._mjj_cond
-    _particle_inputs = DijetDiffusion._particle_inputs
-
+    # -- layout -------------------------------------------------------------------------------
     def _jet_layout(self, jets):
         """(B, 2, F) -> the jet net's x and mask: flat (B, 2F) and None (dense) or the set."""
         if self.jet_kind == "dense":
@@ -147,12 +115,12 @@ class DijetFlowMatching(keras.Model):
         if "jet" in self.parts:
             u = tf.random.uniform(tf.shape(jets)[:2])[..., None] - 0.5
             x, m = self._jet_layout(jets + u * self._dequant)
-            loss += fm.flow_matching_loss(self.jet_net, x, m, self._mjj_cond(batch["mjj"], "jet"),
+            loss += fm.flow_matching_loss(self.jet_net, x, m, self.mjj_cond(batch["mjj"], "jet"),
                                           self.sigma_min, training=training)
         if "particle" in self.parts:
-            fp, fmask, cond = self._particle_inputs(
+            fp, fmask, cond = self.particle_inputs(
                 jets, tf.cast(batch["particles"], tf.float32), tf.cast(batch["mask"], tf.float32),
-                self._mjj_cond(batch["mjj"], "particle"))
+                self.mjj_cond(batch["mjj"], "particle"))
             loss += fm.flow_matching_loss(self.particle_net, fp, fmask, cond, self.sigma_min,
                                           training=training)
         return loss
@@ -165,12 +133,12 @@ class DijetFlowMatching(keras.Model):
         out = []
         if self.jet_net is not None:
             x, m = self._jet_layout(jets)
-            v = eps_fn_from_model(self.jet_net, training)(x, t, m, self._mjj_cond(inputs["mjj"], "jet"))
+            v = eps_fn_from_model(self.jet_net, training)(x, t, m, self.mjj_cond(inputs["mjj"], "jet"))
             out.append(tf.reshape(v, tf.shape(jets)))
         if self.particle_net is not None:
-            fp, fmask, cond = self._particle_inputs(
+            fp, fmask, cond = self.particle_inputs(
                 jets, tf.cast(inputs["particles"], tf.float32), tf.cast(inputs["mask"], tf.float32),
-                self._mjj_cond(inputs["mjj"], "particle"))
+                self.mjj_cond(inputs["mjj"], "particle"))
             out.append(self.particle_net([fp, tf.repeat(t, 2), fmask, cond], training=training))
         return tuple(out)
 
@@ -193,12 +161,12 @@ class DijetFlowMatching(keras.Model):
         jet_shape = (b, 2 * nj) if self.jet_kind == "dense" else (b, 2, nj)
         jet_mask = None if self.jet_kind == "dense" else np.ones((b, 2), np.float32)
         jets = fm.ode_sample(eps_fn_from_model(self.jet_net), jet_shape, jet_mask,
-                             self._mjj_cond(mjj_scaled, "jet").numpy(), steps, solver, seed=seed,
+                             self.mjj_cond(mjj_scaled, "jet").numpy(), steps, solver, seed=seed,
                              progress=progress).reshape(b, 2, nj)
         n = np.clip(np.asarray(n_from_jets(jets)).astype(int), 1, p)
         mask = (np.arange(p)[None, None, :] < n[..., None]).astype(np.float32)
-        _, fmask, cond = self._particle_inputs(tf.constant(jets), tf.zeros((b, 2, p, 3)), tf.constant(mask),
-                                               self._mjj_cond(mjj_scaled, "particle"))
+        _, fmask, cond = self.particle_inputs(tf.constant(jets), tf.zeros((b, 2, p, 3)), tf.constant(mask),
+                                               self.mjj_cond(mjj_scaled, "particle"))
         parts = fm.ode_sample(eps_fn_from_model(self.particle_net), (2 * b, p, 3), fmask.numpy(),
                               cond.numpy(), steps, solver, seed=seed + 1, progress=progress)
         return {"jets": jets, "particles": parts.reshape(b, 2, p, 3) * mask[..., None],
@@ -208,13 +176,8 @@ class DijetFlowMatching(keras.Model):
 def build_flow_generator(model_cfg, num_particles, pre, parts=PARTS):
     """:class:`DijetFlowMatching` for a fitted ``Preprocessor`` ``pre`` (multiplicity
     dequantised by 1/std(N)), with the fixed mjj Fourier frequencies built."""
-    n = pre.n_index
-    model = DijetFlowMatching(model_cfg, num_particles, n_dequant=1.0 / float(pre.jet_std[n]), n_feature=n,
-                              parts=parts, num_jet_features=pre.n_jet_features)
-    for part in parts:
-        model._mjj_cond(np.zeros(1, np.float32), part)
-    return model
+    return DijetFlowMatching.from_preprocessor(model_cfg, num_particles, pre, parts)
 
 
 __all__ = ["DijetFlowMatching", "build_flow_generator", "FLOW_MODEL_DEFAULTS", "JET_NET_DEFAULTS",
-           "PARTICLE_NET_DEFAULTS", "JET_NET_KINDS"]
+           "PARTICLE_NET_DEFAULTS"]

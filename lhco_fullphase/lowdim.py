@@ -20,86 +20,44 @@ one), masses in GeV, τ21 = τ2/τ1 (β = 1, exclusive-kT axes, ``shared.data.je
    evaluation set. Classifier: ``hgb`` (scikit-learn HistGradientBoosting, as in "Back to the
    roots", arXiv:2309.13111) or ``mlp`` (CATHODE's 3 × 64 ReLU net, Keras + Trainer).
 
-:func:`scan_lowdim` runs both methods over ``weak_supervision`` (injections × inits) and writes
-``OUT/classify/<lowdim|lowdim_idealized>/inj<n>/init<i>/scores.npz`` (``artifacts.scan_dir``)
-with the keys of the diffusion scan. Config: the ``lowdim`` section (:data:`LOWDIM_DEFAULTS`, docs/lhco_methods.md).
+The pipeline runs them as its stages do the full-phase-space methods (``lowdim.enabled``): the
+features of every event are cached by the prepare stage (``prepare.make_lowdim_features``), the
+MAF is trained by the train stage (``OUT/models/lowdim/flow``), sampled by the sample stage
+(``OUT/generated/lowdim/sr.npz``), and every (method, injection, init) of ``lowdim`` and
+``lowdim_idealized`` is a classify unit (``OUT/classify/<method>/inj<n>/init<i>/scores.npz``,
+the keys of the diffusion scan). Config: the ``lowdim`` section (:data:`LOWDIM_DEFAULTS`,
+``schema.LOWDIM_SCHEMA``, docs/lhco_methods.md).
 """
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from lhco_fullphase.schema import LOWDIM_JET_ORDERS, LOWDIM_SCHEMA
 from shared.data import jets as jetlib
 
 FEATURE_NAMES = ("m_j1", "delta_m_j", "tau21_j1", "tau21_j2")
-JET_ORDERS = ("mass", "pt")
-CLASSIFIER_KINDS = ("hgb", "mlp")
-METHODS = ("lowdim", "lowdim_idealized")
-
-LOWDIM_DEFAULTS = {
-    "features": {"jet_order": "mass", "beta": 1.0, "R0": 1.0},
-    "flow": {
-        "num_blocks": 15,            # MADE blocks (CATHODE: 15), reversed order between blocks
-        "hidden_units": [128],       # hidden layers of each MADE (CATHODE: one of 128)
-        "max_log_scale": 3.0,        # soft clamp of the affine log-scale: c·tanh(s/c)
-        "logit_margin": 0.02,        # min-max box = training range widened by this fraction per side
-        "use_ema": True,             # sample with the EMA weights (if training.ema_decay)
-        "training": {"epochs": 100, "batch_size": 256, "learning_rate": 1e-4, "patience": 10,
-                     "ema_decay": None, "lr_schedule": "constant"},
-    },
-    "num_events": None,              # SR samples of the flow; None: generation.num_events
-    "seed": 0,                       # flow training (+1: sampling)
-    "classifier": {
-        "kind": "mlp",               # hgb | mlp
-        "train_fraction": 0.8,
-        "hidden_units": [64, 64, 64],
-        "dropout": 0.0,
-        "training": {"epochs": 100, "batch_size": 128, "learning_rate": 1e-3, "patience": 10,
-                     "ema_decay": None, "lr_schedule": "constant"},
-        "hgb": {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, "l2_regularization": 0.0,
-                "n_iter_no_change": 10,
-                "n_threads": 1},     # OpenMP threads: on a busy 2-core machine 2 threads ran 50x slower
-    },
-}
+JET_ORDERS = LOWDIM_JET_ORDERS
+# every key with its default (lhco_fullphase.schema.LOWDIM_SCHEMA; docs/lhco_methods.md)
+LOWDIM_DEFAULTS = LOWDIM_SCHEMA.check({}, "lowdim", None)
 
 
 def lowdim_config(cfg):
-    """``cfg['lowdim']`` merged over :data:`LOWDIM_DEFAULTS` (nested dicts merged key by key).
-    ``cfg`` may be the full config (with a ``lowdim`` key) or the section itself."""
+    """The ``lowdim`` section validated against ``schema.LOWDIM_SCHEMA``, defaults filled in (an
+    unknown key or a bad value is a ConfigError naming ``lowdim.<key>``). ``cfg`` may be the full
+    config (with a ``lowdim`` key) or the section itself."""
+    source = getattr(cfg, "source", None)
     cfg = dict(cfg or {})
     if "lowdim" in cfg:
-        section = dict(cfg["lowdim"] or {})
+        section = cfg["lowdim"]
     else:   # the section itself, or a full config without one (all defaults)
-        section = cfg if set(cfg) <= set(LOWDIM_DEFAULTS) else {}
-
-    def merge(base, over, where):
-        out = copy.deepcopy(base)
-        for k, v in (over or {}).items():
-            if k not in base:
-                raise ValueError(f"config lowdim{where}: unknown key {k!r} (known: {sorted(base)})")
-            if isinstance(base[k], dict) and k != "training":
-                out[k] = merge(base[k], v, f"{where}.{k}")
-            elif isinstance(base[k], dict):
-                out[k] = {**base[k], **dict(v or {})}   # Trainer keys: validated by the Trainer
-            else:
-                out[k] = v
-        return out
-
-    out = merge(LOWDIM_DEFAULTS, {k: v for k, v in section.items()}, "")
-    if out["features"]["jet_order"] not in JET_ORDERS:
-        raise ValueError(f"config lowdim.features.jet_order must be one of {JET_ORDERS}, "
-                         f"got {out['features']['jet_order']!r}")
-    if out["classifier"]["kind"] not in CLASSIFIER_KINDS:
-        raise ValueError(f"config lowdim.classifier.kind must be one of {CLASSIFIER_KINDS}, "
-                         f"got {out['classifier']['kind']!r}")
-    return out
+        section = cfg if set(cfg) <= set(LOWDIM_SCHEMA.fields) else {}
+    return LOWDIM_SCHEMA.check(dict(section or {}), "lowdim", source)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,8 +262,10 @@ def _build_maf(fcfg, num_features=4):
 
 def train_flow(cfg, train_features, train_mjj, val_features, val_mjj, workdir, ctx=None, progress=True):
     """Train the conditional MAF on physical features (N, 4) at scaled mjj (N,) (``Preprocessor
-    .scale_mjj``); resumes from ``workdir/checkpoints/last``. Returns the model with the best
-    (EMA if ``flow.use_ema``) weights loaded and ``model.scaler`` (:class:`LogitScaler`) set."""
+    .scale_mjj``); resumes from ``workdir/checkpoints/last``; ``ctx``: the distributed context
+    (None: Horovod's if running, data-parallel). Returns the model with the best (EMA if
+    ``flow.use_ema``) weights loaded, ``model.scaler`` (:class:`LogitScaler`) and
+    ``model.fit_summary`` (epochs_run, best_epoch, best_val_loss) set."""
     from shared.training import Trainer
     lc = lowdim_config(cfg)
     fcfg = lc["flow"]
@@ -319,9 +279,11 @@ def train_flow(cfg, train_features, train_mjj, val_features, val_mjj, workdir, c
     keras.utils.set_random_seed(int(lc["seed"]))
     model = _build_maf(fcfg, train_features.shape[1])
     trainer = Trainer(model, tcfg, workdir, ctx=ctx, extra_state={"scaler": scaler.to_dict()})
-    trainer.fit(data(train_features, train_mjj), data(val_features, val_mjj))
+    history = trainer.fit(data(train_features, train_mjj), data(val_features, val_mjj))
     model.scaler = LogitScaler.from_dict(trainer.extra_state["scaler"])
     trainer.load_best(use_ema=bool(fcfg["use_ema"]))
+    model.fit_summary = {"epochs_run": len(history), "best_epoch": trainer.state["best_epoch"],
+                         "best_val_loss": trainer.state["best_val_loss"]}
     return model
 
 
@@ -382,7 +344,8 @@ def train_and_score_lowdim(cfg, x0, x1, eval_x, seed, workdir=None, progress=Fal
     weights, stratified ``train_fraction`` split, early stopping on the validation loss) and
     return ``{"eval": scores of eval_x (N,), "val_loss": ..., "epochs": ...}``.
 
-    ``workdir``: the Trainer's folder for ``mlp`` (checkpoints; a temporary one if None)."""
+    ``workdir``: the Trainer's folder for ``mlp`` (checkpoints; a temporary one if None). One
+    call = one independent single-process training (no gradient averaging under Horovod)."""
     from sklearn.model_selection import train_test_split
     from sklearn.utils.class_weight import compute_sample_weight
     cc = lowdim_config(cfg)["classifier"]
@@ -407,6 +370,7 @@ def train_and_score_lowdim(cfg, x0, x1, eval_x, seed, workdir=None, progress=Fal
             scores = clf.predict_proba(eval_x)[:, 1]
         val_loss = float(-np.max(clf.validation_score_))
         return {"eval": scores, "val_loss": val_loss, "epochs": int(clf.n_iter_)}
+    from shared.distributed import DistContext
     from shared.training import Trainer
     mean, std = x[tr].mean(0), np.maximum(x[tr].std(0), 1e-12)
     z = lambda a: ((a - mean) / std).astype(np.float32)  # noqa: E731
@@ -416,7 +380,7 @@ def train_and_score_lowdim(cfg, x0, x1, eval_x, seed, workdir=None, progress=Fal
     tcfg = {**cc["training"], "seed": int(seed)}
     tcfg["progress"] = bool(progress and tcfg.get("progress", True))
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(model, tcfg, workdir or tmp)
+        trainer = Trainer(model, tcfg, workdir or tmp, ctx=DistContext())
         hist = trainer.fit(sel(tr), sel(va))
         trainer.load_best()
     scores = np.concatenate([model(z(c)).numpy() for c in np.array_split(eval_x, max(1, len(eval_x) // 50000))])
@@ -424,78 +388,6 @@ def train_and_score_lowdim(cfg, x0, x1, eval_x, seed, workdir=None, progress=Fal
             "epochs": len(hist)}
 
 
-def scan_lowdim(cfg, out, prep, progress=True):
-    """Low-dimensional CATHODE and its idealized counterpart over ``weak_supervision``
-    (injections × num_inits) on a ``lhco_fullphase.prepare.Prepared``: trains the flow
-    (``OUT/lowdim/flow``), samples the SR (``OUT/lowdim/sr_samples.npz``), then every classifier
-    (``artifacts.scan_dir(out, method, n, i)``, scores written by ``artifacts.write_scores`` with
-    the keys of the diffusion scan); skips finished runs. Returns (paths, timing dict)."""
-    from lhco_fullphase import artifacts
-    from lhco_fullphase.roles import assert_disjoint
-    from shared.io import atomic_savez, atomic_write_json
-
-    lc = lowdim_config(cfg)
-    fo = lc["features"]
-    ws = cfg["weak_supervision"]
-    base = os.path.join(out, "lowdim")
-    times = {}
-    t0 = time.time()
-    feats = {}
-    for role in ("sb_train", "sb_val", "data_bkg", "inj_pool", "idealized_bkg", "eval_bkg", "eval_sig"):
-        a = prep.take(role)
-        feats[role] = (lowdim_features(a, fo["jet_order"], fo["beta"], fo["R0"]), a["mjj"], a["event_id"])
-    times["features_s"] = time.time() - t0
-
-    samples_path = os.path.join(base, "sr_samples.npz")
-    if "lowdim" in _methods(ws) and not os.path.isfile(samples_path):
-        t0 = time.time()
-        flow = train_flow(lc, feats["sb_train"][0], prep.pre.scale_mjj(feats["sb_train"][1]),
-                          feats["sb_val"][0], prep.pre.scale_mjj(feats["sb_val"][1]),
-                          os.path.join(base, "flow"), progress=progress)
-        times["flow_train_s"] = time.time() - t0
-        t0 = time.time()
-        n = int(lc["num_events"] or cfg["generation"]["num_events"])
-        mjj = prep.kde(cfg).sample_sr_mjj(n, int(lc["seed"]) + 1)
-        gen = sample_flow(flow, prep.pre.scale_mjj(mjj), int(lc["seed"]) + 1)
-        atomic_savez(samples_path, features=gen, mjj=mjj, feature_names=np.array(FEATURE_NAMES))
-        times["flow_sample_s"] = time.time() - t0
-    eval_x = np.concatenate([feats["eval_bkg"][0], feats["eval_sig"][0]])
-    eval_ids = np.concatenate([feats["eval_bkg"][2], feats["eval_sig"][2]])
-    eval_labels = np.r_[np.zeros(len(feats["eval_bkg"][0])), np.ones(len(feats["eval_sig"][0]))].astype(np.int8)
-    done = []
-    t0 = time.time()
-    for method in _methods(ws):
-        if method == "lowdim":
-            with np.load(samples_path) as s:
-                x0, ids0 = s["features"], np.zeros(0, np.int64)
-        else:
-            x0, ids0 = feats["idealized_bkg"][0], feats["idealized_bkg"][2]
-        for n in [int(v) for v in ws["injections"]]:
-            x1 = np.concatenate([feats["data_bkg"][0], feats["inj_pool"][0][:n]])
-            used = np.concatenate([ids0, feats["data_bkg"][2], feats["inj_pool"][2][:n]])
-            assert_disjoint(used, eval_ids, f"{method} inj{n} training", "evaluation")
-            for i in range(int(ws.get("num_inits", 1))):
-                wd = artifacts.scan_dir(out, method, n, i)
-                path = artifacts.scores_path(wd)
-                if not os.path.isfile(path):
-                    seed = int(cfg.get("seed", 0)) * 1000 + 97 * i + n
-                    t1 = time.time()
-                    res = train_and_score_lowdim(lc, x0, x1, eval_x, seed, workdir=wd, progress=progress)
-                    artifacts.write_scores(wd, scores=res["eval"], labels=eval_labels, event_id=eval_ids,
-                                           train_event_id=used, n_signal_injected=n,
-                                           n_data_background=len(feats["data_bkg"][0]), n_label0=len(x0),
-                                           epochs=res["epochs"], wall_s=time.time() - t1)
-                done.append(str(path))
-    times["classifiers_s"] = time.time() - t0
-    atomic_write_json(os.path.join(base, "times.json"), times)
-    return done, times
-
-
-def _methods(ws):
-    return ["lowdim"] + (["lowdim_idealized"] if ws.get("idealized", True) else [])
-
-
-__all__ = ["FEATURE_NAMES", "LOWDIM_DEFAULTS", "METHODS", "lowdim_config", "constituent_p4",
+__all__ = ["FEATURE_NAMES", "LOWDIM_DEFAULTS", "lowdim_config", "constituent_p4",
            "lowdim_features", "LogitScaler", "ConditionalMADE", "ConditionalMAF", "train_flow",
-           "load_flow", "log_density", "sample_flow", "DenseClassifier", "train_and_score_lowdim",
-           "scan_lowdim"]
+           "load_flow", "log_density", "sample_flow", "DenseClassifier", "train_and_score_lowdim"]

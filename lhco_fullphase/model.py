@@ -16,17 +16,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lhco_fullphase.conditioning import DijetConditioning
 from shared.diffusion import losses as shared_losses
 from shared.diffusion.sampler import ddim_sample
 from shared.diffusion.score import eps_fn_from_model
 from shared.diffusion.sde import make_sde
-from shared.layers import FourierFeatures, build_set_score_net, gaussian_skip_sde
+from shared.layers import build_set_score_net, gaussian_skip_sde
 
 PARTS = ("jet", "particle")
 NET_KEYS = ("width", "num_blocks", "num_heads", "ffn_dim", "time_embed_dim", "dropout")
 
 
-class DijetDiffusion(keras.Model):
+class DijetDiffusion(DijetConditioning, keras.Model):
     """Two score models (jets | mjj, particles | jet, mjj) with the Trainer contract.
 
     Batch (dict, network space from ``lhco_fullphase.preprocess.Preprocessor``): ``jets`` (B, 2, 5),
@@ -46,23 +47,17 @@ class DijetDiffusion(keras.Model):
         self.num_particles = int(num_particles)
         self.n_dequant = float(n_dequant)
         self.n_feature = int(n_feature)
-        self.num_jet_features = int(num_jet_features)
         self.sde = make_sde(self.model_cfg.get("sde", {"name": "vpsde"}))
         self.weighting = self.model_cfg.get("weighting", "standard")
         if self.model_cfg.get("prediction", "eps") != "eps":
             raise ValueError("model.prediction: only 'eps' is implemented (shared.diffusion.losses contract)")
         # mjj conditioning per net: model.mjj_fourier, overridden by <net>.mjj_fourier; only the
         # selected parts' layers exist (attributes jet_mjj_fourier / particle_mjj_fourier).
-        mjj_dim, self._mjj_include_input = {}, {}
-        for part in self.parts:
-            ff = {**dict(self.model_cfg.get("mjj_fourier", {})),
-                  **dict(self.model_cfg[f"{part}_net"].get("mjj_fourier", {}))}
-            nf = int(ff.get("num_frequencies", 16))
-            setattr(self, f"{part}_mjj_fourier",
-                    FourierFeatures(nf, kind="gaussian", scale=float(ff.get("scale", 16.0)),
-                                    seed=int(ff.get("seed", 0)), name=f"{part}_mjj_fourier"))
-            self._mjj_include_input[part] = bool(ff.get("include_input", False))
-            mjj_dim[part] = 2 * nf + int(self._mjj_include_input[part])
+        mjj_dim = self.init_conditioning(
+            {part: {"num_frequencies": 16, "scale": 16.0, "seed": 0, "include_input": False,
+                    **dict(self.model_cfg.get("mjj_fourier", {})),
+                    **dict(self.model_cfg[f"{part}_net"].get("mjj_fourier") or {})}
+             for part in self.parts}, num_jet_features)
         skip = gaussian_skip_sde(self.model_cfg.get("gaussian_skip", False), self.sde)
         jcfg = {k: v for k, v in self.model_cfg["jet_net"].items() if k in NET_KEYS}
         pcfg = {k: v for k, v in self.model_cfg["particle_net"].items() if k in NET_KEYS}
@@ -80,21 +75,6 @@ class DijetDiffusion(keras.Model):
         dq[self.n_feature] = self.n_dequant
         self._dequant = tf.constant(dq)
 
-    def _mjj_cond(self, mjj, part):
-        """Conditioning vector of the scaled mjj for ``part``'s net: Fourier features (+ mjj)."""
-        x = tf.reshape(tf.cast(mjj, tf.float32), (-1, 1))
-        f = getattr(self, f"{part}_mjj_fourier")(x)
-        return tf.concat([f, x], -1) if self._mjj_include_input[part] else f
-
-    def _particle_inputs(self, jets, parts, mask, mjj_cond):
-        b = tf.shape(parts)[0]
-        p = tf.shape(parts)[2]
-        flat_parts = tf.reshape(parts, (b * 2, p, 3))
-        flat_mask = tf.reshape(mask, (b * 2, p))
-        cond = tf.concat([tf.reshape(jets, (b * 2, self.num_jet_features)),
-                          tf.reshape(tf.repeat(mjj_cond[:, None, :], 2, axis=1), (b * 2, -1))], -1)
-        return flat_parts, flat_mask, cond
-
     def compute_batch_loss(self, batch, training=True):
         """Sum of the selected parts' masked DSM losses (jet and/or particle; padding never
         contributes)."""
@@ -104,12 +84,12 @@ class DijetDiffusion(keras.Model):
             u = tf.random.uniform(tf.shape(jets)[:2])[..., None] - 0.5
             jets_dq = jets + u * self._dequant
             loss += shared_losses.dsm_loss(self.jet_net, jets_dq, tf.ones_like(jets[..., 0]),
-                                           self._mjj_cond(batch["mjj"], "jet"),
+                                           self.mjj_cond(batch["mjj"], "jet"),
                                            self.sde, weighting=self.weighting, training=training)
         if "particle" in self.parts:
             parts = tf.cast(batch["particles"], tf.float32)
             mask = tf.cast(batch["mask"], tf.float32)
-            fp, fm, cond = self._particle_inputs(jets, parts, mask, self._mjj_cond(batch["mjj"], "particle"))
+            fp, fm, cond = self.particle_inputs(jets, parts, mask, self.mjj_cond(batch["mjj"], "particle"))
             loss += shared_losses.dsm_loss(self.particle_net, fp, fm, cond, self.sde,
                                            weighting=self.weighting, training=training)
         return loss
@@ -121,12 +101,12 @@ class DijetDiffusion(keras.Model):
         t = tf.fill(tf.shape(jets)[:1], 0.5)
         out = []
         if self.jet_net is not None:
-            out.append(self.jet_net([jets, t, tf.ones_like(jets[..., 0]), self._mjj_cond(inputs["mjj"], "jet")],
+            out.append(self.jet_net([jets, t, tf.ones_like(jets[..., 0]), self.mjj_cond(inputs["mjj"], "jet")],
                                     training=training))
         if self.particle_net is not None:
             parts = tf.cast(inputs["particles"], tf.float32)
             mask = tf.cast(inputs["mask"], tf.float32)
-            fp, fm, cond = self._particle_inputs(jets, parts, mask, self._mjj_cond(inputs["mjj"], "particle"))
+            fp, fm, cond = self.particle_inputs(jets, parts, mask, self.mjj_cond(inputs["mjj"], "particle"))
             out.append(self.particle_net([fp, tf.repeat(t, 2), fm, cond], training=training))
         return tuple(out)
 
@@ -143,13 +123,13 @@ class DijetDiffusion(keras.Model):
         jet_eps, part_eps = eps_fn_from_model(self.jet_net), eps_fn_from_model(self.particle_net)
 
         jets = ddim_sample(jet_eps, (b, 2, self.num_jet_features), np.ones((b, 2), np.float32),
-                           self._mjj_cond(mjj_scaled, "jet").numpy(), self.sde,
+                           self.mjj_cond(mjj_scaled, "jet").numpy(), self.sde,
                            steps, second_order=second_order, seed=seed, progress=progress)
         n = np.clip(np.asarray(n_from_jets(jets)).astype(int), 1, p)
         mask = (np.arange(p)[None, None, :] < n[..., None]).astype(np.float32)
         jets_for_cond = np.array(jets, np.float32)
-        _, fm, cond = self._particle_inputs(tf.constant(jets_for_cond), tf.zeros((b, 2, p, 3)),
-                                            tf.constant(mask), self._mjj_cond(mjj_scaled, "particle"))
+        _, fm, cond = self.particle_inputs(tf.constant(jets_for_cond), tf.zeros((b, 2, p, 3)),
+                                            tf.constant(mask), self.mjj_cond(mjj_scaled, "particle"))
         parts = ddim_sample(part_eps, (2 * b, p, 3), fm.numpy(), cond.numpy(), self.sde, steps,
                             second_order=second_order, seed=seed + 1, progress=progress)
         return {"jets": jets, "particles": np.asarray(parts).reshape(b, 2, p, 3) * mask[..., None],

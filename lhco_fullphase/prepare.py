@@ -19,6 +19,10 @@ roles (``lhco_fullphase.roles``) and the generators' :class:`~lhco_fullphase.pre
 sizes and the preprocessing keys: a changed setting or raw file redoes what depends on it (with
 a one-line notice). Both are data-folder caches: ``--resume never`` reuses them when they match.
 
+With ``lowdim.enabled`` the low-dimensional CATHODE features (m_J1, Δm_J, τ21^J1, τ21^J2) of
+every event of the dijet caches go to ``prepared/lowdim_features.npz`` (a data-folder cache made
+from the caches and ``lowdim.features``; the roles do not enter, so a new injection keeps it).
+
 Downstream stages get the prepared data from :func:`load_prepared`, loaded once per process;
 their fingerprints name exactly the roles they use (:meth:`Prepared.fingerprint`), so e.g. a new
 injection does not retrain the generators.
@@ -172,7 +176,10 @@ def prepare(run) -> "Prepared":
     key = f"prepared/{art.digest}"
     if art.prepare(log=run.log, what="prepared data"):
         run.log(f"prepared data {art.path}: up to date")
-        return run.cached(key, lambda: Prepared.load(run.data_dir))
+        prep = run.cached(key, lambda: Prepared.load(run.data_dir))
+        if run.key("lowdim.enabled"):
+            make_lowdim_features(run, prep)
+        return prep
     parts = [artifacts.read_dijet_cache(a.path) for *_, a in caches]
     arrays = _sorted_by_id({k: np.concatenate([p[k] for p in parts])
                             for k in artifacts.DIJET_DATASETS})
@@ -197,7 +204,76 @@ def prepare(run) -> "Prepared":
     artifacts.write_prepared(run.data_dir, prep.info, roles)
     art.record()
     run.log(f"prepared data {art.path}: roles {prep.info['roles']}")
-    return run.cached(key, lambda: prep)
+    prep = run.cached(key, lambda: prep)
+    if run.key("lowdim.enabled"):
+        make_lowdim_features(run, prep)
+    return prep
+
+
+# ---------------------------------------------------------------------------------------------
+# low-dimensional CATHODE features (a data-folder cache)
+# ---------------------------------------------------------------------------------------------
+
+LOWDIM_FEATURE_CHUNK = 2000   # events per τ21 computation (bounds the memory, drives the bar)
+
+
+def lowdim_features_artifact(run, prep):
+    """``prepared/lowdim_features.npz``: made from the dijet caches and ``lowdim.features``."""
+    return run.artifact(artifacts.lowdim_features_path(run.data_dir), config=["lowdim.features"],
+                        extra={"caches": prep.info["cache_digests"]}, cache=True)
+
+
+def make_lowdim_features(run, prep) -> None:
+    """Compute (or reuse) the features of every event of the dijet caches."""
+    from tqdm.auto import tqdm
+
+    from lhco_fullphase.lowdim import FEATURE_NAMES, lowdim_features
+    art = lowdim_features_artifact(run, prep)
+    if art.prepare(log=run.log, what="low-dim CATHODE features"):
+        run.log(f"low-dim CATHODE features {art.path.name}: up to date")
+        return
+    f = run.cfg["lowdim"]["features"]
+    a = prep.arrays
+    n = len(a["event_id"])
+    feats = [lowdim_features({k: a[k][lo:lo + LOWDIM_FEATURE_CHUNK] for k in ("jets", "particles", "mask")},
+                             f["jet_order"], f["beta"], f["R0"])
+             for lo in tqdm(range(0, n, LOWDIM_FEATURE_CHUNK), desc="low-dim features", unit="chunk",
+                            disable=not run.progress)]
+    artifacts.write_lowdim_features(art.path, a["event_id"], np.concatenate(feats) if feats else
+                                    np.zeros((0, 4)), FEATURE_NAMES)
+    art.record()
+    run.log(f"low-dim CATHODE features {art.path.name}: {n} events")
+
+
+class LowdimFeatures:
+    """The cached features; ``take(ids)`` returns those of the given event ids (N, 4)."""
+
+    def __init__(self, event_id, features):
+        self.event_id, self.features = np.asarray(event_id, np.int64), np.asarray(features, np.float64)
+
+    def take(self, ids) -> np.ndarray:
+        return self.features[positions(self.event_id, ids, "LowdimFeatures.take")]
+
+
+def load_lowdim_features(run, prep) -> LowdimFeatures:
+    """The features of the run's events (made here if missing or stale), once per process."""
+    art = lowdim_features_artifact(run, prep)
+    if not (art.complete() and art.matches()):
+        make_lowdim_features(run, prep)
+
+    def load():
+        d = artifacts.read_lowdim_features(art.path)
+        return LowdimFeatures(d["event_id"], d["features"])
+    return run.cached(f"lowdim_features/{art.digest}", load)
+
+
+def positions(sorted_ids, ids, what="take") -> np.ndarray:
+    """Index of each of ``ids`` in the sorted id array ``sorted_ids``; KeyError if one is missing."""
+    ids = np.asarray(ids, np.int64)
+    pos = np.searchsorted(sorted_ids, ids)
+    if np.any(pos >= len(sorted_ids)) or np.any(sorted_ids[np.minimum(pos, len(sorted_ids) - 1)] != ids):
+        raise KeyError(f"{what}: unknown event ids")
+    return pos
 
 
 def _sorted_by_id(arrays):
@@ -243,10 +319,7 @@ class Prepared:
 
     def take(self, which) -> dict:
         ids = self.roles[which] if isinstance(which, str) else np.asarray(which, np.int64)
-        all_ids = self.arrays["event_id"]
-        pos = np.searchsorted(all_ids, ids)
-        if np.any(pos >= len(all_ids)) or np.any(all_ids[np.minimum(pos, len(all_ids) - 1)] != ids):
-            raise KeyError("Prepared.take: unknown event ids")
+        pos = positions(self.arrays["event_id"], ids, "Prepared.take")
         return {k: v[pos] for k, v in self.arrays.items()}
 
     def fingerprint(self, *roles) -> dict:

@@ -1,8 +1,13 @@
-"""Stage ``sample``: generate background events with DDIM (+ 2nd order) in physical units.
+"""Stage ``sample``: generate background events with every generator of the run, in physical
+units; and the low-dimensional CATHODE features in the SR.
 
     python -m lhco_fullphase.sample --config lhco_fullphase/configs/demo.yaml --out runs/lhco
-        [--region sr|sb|both] [--shard K/N]
+        [--region sr|sb|both] [--generator diffusion|flow_matching|lowdim] [--shard K/N]
     horovodrun -np 4 python -m lhco_fullphase.sample ...    # the chunks spread over 4 ranks
+
+Samplers: ``diffusion`` — DDIM with ``generation.ddim_steps`` (+ Heun 2nd order with
+``generation.second_order``); ``flow_matching`` — the ODE with ``flow_model.steps`` and
+``flow_model.solver``. Both generators generate at the same mjj values with the same seeds.
 
 ``sr``: ``generation.num_events`` events at mjj drawn from the SR KDE (``kde``); the synthetic
 background of the weak-supervision scan. ``sb``: one event per ``sb_val`` event (at most
@@ -18,15 +23,21 @@ so the result does not depend on how the chunks were spread over processes. Chun
 over the Horovod ranks (or ``--shard K/N``); rank 0 then merges them (making any chunk still
 missing) into the region's file and removes the chunk files.
 
-Output ``OUT/generated/<region>.h5`` (h5py, written atomically; format ``lhco_fullphase/generated-v1``):
+Low-dimensional CATHODE (``lowdim.enabled``): ``lowdim.num_events`` (null: ``generation.num_events``)
+feature vectors (m_J1, Δm_J, τ21^J1, τ21^J2) of the trained MAF at mjj drawn from the same SR KDE
+(seed ``lowdim.seed`` + 1), ``OUT/generated/lowdim/sr.npz`` (``features``, ``mjj``,
+``feature_names``); rank 0.
+
+Output ``OUT/generated/<generator>/<region>.h5`` (h5py, written atomically; format
+``lhco_fullphase/generated-v1``):
 
 * ``jets`` (N, 2, 5) float32 — pT [GeV], η, φ, m [GeV], N (= number of generated particles);
   leading jet first
 * ``particles`` (N, 2, P, 3) float32 — pT_rel = pT/pT_jet, Δη, Δφ; pT-ordered, 0 at padding
 * ``mask`` (N, 2, P) bool, ``mjj`` (N,) float64 [GeV]
 * ``sb_event_id`` (N,) int64 (region sb only): the true event whose mjj was used
-* attributes: region, steps, second_order, seed, use_ema, clip, n_clipped, enforce_mjj,
-  jet_features, particle_features.
+* attributes: generator, region, steps, solver (flow matching) or second_order (diffusion),
+  seed, use_ema, clip, n_clipped, enforce_mjj, jet_features, particle_features.
 
 Values are the inverse preprocessing of what the networks produced; only network-space values
 beyond ±``generation.clip`` standard deviations (default 30: failed samples, e.g. of an
@@ -42,11 +53,12 @@ import numpy as np
 
 from lhco_fullphase import artifacts
 from lhco_fullphase.prepare import KDE_ROLE, load_prepared, prepare
-from lhco_fullphase.schema import PARTS, REGIONS
+from lhco_fullphase.schema import GENERATORS, PARTS, REGIONS
 
-GENERATION_KEYS = ("seed", "generation.ddim_steps", "generation.second_order",
-                   "generation.batch_size", "generation.seed", "generation.use_ema",
+GENERATION_KEYS = ("seed", "generation.batch_size", "generation.seed", "generation.use_ema",
                    "generation.enforce_mjj", "generation.clip")
+SAMPLER_KEYS = {"diffusion": ("generation.ddim_steps", "generation.second_order"),
+                "flow_matching": ("flow_model.steps", "flow_model.solver")}
 BATCH_SEED_STRIDE = 7919   # batch k of a region draws its noise with seed + 7919·k
 
 
@@ -97,6 +109,14 @@ def generate_events(model, pre, mjj, steps, second_order, batch_size, seed, clip
 # the region's events: mjj values, chunks, fingerprints
 # ---------------------------------------------------------------------------------------------
 
+def sampler(run, generator) -> tuple[int, bool | None]:
+    """(steps, second_order) of ``model.sample``: DDIM steps and Heun for diffusion; the ODE
+    steps and ``None`` (= ``flow_model.solver``) for flow matching."""
+    if generator == "diffusion":
+        return int(run.key("generation.ddim_steps")), bool(run.key("generation.second_order"))
+    return int(run.key("flow_model.steps")), None
+
+
 def region_seed(run, region) -> int:
     base = run.key("generation.seed")
     return int(run.key("seed") if base is None else base) + (0 if region == "sr" else 100)
@@ -109,15 +129,27 @@ def num_events(run, region, prep) -> int:
     return min(int(run.key("generation.num_sb_events", n_val)), n_val)
 
 
+def _mjj_recipe(run, region, prep) -> tuple[list, dict]:
+    """(config keys, prepared fingerprint) that decide a region's mjj values."""
+    if region == "sr":
+        return (["seed", "generation.seed", "generation.num_events", "kde", "windows.sr"],
+                prep.fingerprint(KDE_ROLE[run.key("kde.fit_on")]))
+    return ["generation.num_sb_events"], prep.fingerprint("sb_val")
+
+
 def region_mjj(run, region, prep) -> dict:
-    """The mjj values (GeV) a region is generated at (+ ``sb_event_id`` for sb)."""
+    """The mjj values (GeV) a region is generated at (+ ``sb_event_id`` for sb); the same for
+    every generator."""
+    from shared.run import digest
+
     def make():
         n = num_events(run, region, prep)
         if region == "sr":
             return {"mjj": prep.kde(run.cfg).sample_sr_mjj(n, region_seed(run, region))}
         val = prep.take("sb_val")
         return {"mjj": val["mjj"][:n], "sb_event_id": val["event_id"][:n]}
-    return run.cached(f"mjj/{region}/{generated_artifact(run, region, prep).digest}", make)
+    keys, used = _mjj_recipe(run, region, prep)
+    return run.cached(f"mjj/{region}/{digest([run.config_values(keys), used])}", make)
 
 
 def chunks(run, region, prep) -> list[tuple[int, int, int]]:
@@ -127,106 +159,171 @@ def chunks(run, region, prep) -> list[tuple[int, int, int]]:
     return [(c, c * size, min((c + 1) * size, n)) for c in range(math.ceil(n / size))]
 
 
-def generated_artifact(run, region, prep=None, chunk=None):
-    """The region's generated file (``chunk=(c, lo, hi)``: one work unit): made from both
-    generator parts, the events whose mjj it uses and the generation settings."""
+def generated_artifact(run, generator, region, prep=None, chunk=None):
+    """A generator's file of a region (``chunk=(c, lo, hi)``: one work unit): made from both
+    parts of that generator, the events whose mjj it uses and the generation settings."""
     from lhco_fullphase.train import generator_artifact
     prep = prep or load_prepared(run)
-    keys = [*GENERATION_KEYS]
-    if region == "sr":
-        keys += ["generation.num_events", "kde", "windows.sr"]
-        used = prep.fingerprint(KDE_ROLE[run.key("kde.fit_on")])
-    else:
-        keys += ["generation.num_sb_events"]
-        used = prep.fingerprint("sb_val")
-    extra = {"region": region, "prepared": used}
+    keys, used = _mjj_recipe(run, region, prep)
+    extra = {"generator": generator, "region": region, "prepared": used}
     if chunk is not None:
         extra["events"] = [int(chunk[1]), int(chunk[2])]
-        path = artifacts.generated_unit_path(run.out, region, chunk[0])
+        path = artifacts.generated_unit_path(run.out, generator, region, chunk[0])
     else:
-        path = artifacts.generated_path(run.out, region)
-    return run.artifact(path, config=keys, extra=extra,
-                        upstream={part: generator_artifact(run, part, prep) for part in PARTS})
+        path = artifacts.generated_path(run.out, generator, region)
+    return run.artifact(path, config=[*GENERATION_KEYS, *SAMPLER_KEYS[generator], *keys], extra=extra,
+                        upstream={part: generator_artifact(run, generator, part, prep) for part in PARTS})
 
 
-def generation_attrs(run, region, n_clipped) -> dict:
+def generation_attrs(run, generator, region, n_clipped) -> dict:
     g = run.cfg["generation"]
-    return {"region": region, "steps": int(g["ddim_steps"]), "second_order": bool(g["second_order"]),
+    steps, second_order = sampler(run, generator)
+    return {"generator": generator, "region": region, "steps": steps, "second_order": second_order,
+            "solver": run.key("flow_model.solver") if generator == "flow_matching" else None,
             "seed": region_seed(run, region), "use_ema": bool(g["use_ema"]), "n_clipped": int(n_clipped),
             "clip": float(g["clip"]), "enforce_mjj": bool(g["enforce_mjj"])}
+
+
+# ---------------------------------------------------------------------------------------------
+# low-dimensional CATHODE: flow samples of the 4 features in the SR
+# ---------------------------------------------------------------------------------------------
+
+def lowdim_num_events(run) -> int:
+    return int(run.key("lowdim.num_events") or run.key("generation.num_events"))
+
+
+def lowdim_samples_artifact(run, prep=None):
+    """``generated/lowdim/sr.npz``: made from the trained flow, the SR KDE and the sizes."""
+    from lhco_fullphase.train import lowdim_flow_artifact
+    prep = prep or load_prepared(run)
+    return run.artifact(artifacts.lowdim_samples_path(run.out),
+                        config=["lowdim.num_events", "lowdim.seed", "kde", "windows.sr"],
+                        extra={"num_events": lowdim_num_events(run),
+                               "prepared": prep.fingerprint(KDE_ROLE[run.key("kde.fit_on")])},
+                        upstream={"flow": lowdim_flow_artifact(run, prep)})
+
+
+def sample_lowdim(run, prep=None):
+    """Sample the flow's SR features (rank 0); returns the artifact."""
+    from lhco_fullphase.lowdim import FEATURE_NAMES, sample_flow
+    from lhco_fullphase.train import load_lowdim_flow
+    from shared.io import atomic_savez
+    prep = prep or load_prepared(run)
+    art = lowdim_samples_artifact(run, prep)
+    if art.prepare(log=run.log, what="generated/lowdim/sr.npz"):
+        run.log("generated/lowdim/sr.npz: up to date")
+        return art
+    seed = int(run.key("lowdim.seed")) + 1
+    mjj = prep.kde(run.cfg).sample_sr_mjj(lowdim_num_events(run), seed)
+    features = sample_flow(load_lowdim_flow(run, prep), prep.pre.scale_mjj(mjj), seed)
+    atomic_savez(art.path, features=features, mjj=mjj, feature_names=np.array(FEATURE_NAMES))
+    art.record()
+    run.log(f"generated/lowdim/sr.npz: {len(mjj)} events")
+    return art
+
+
+def read_lowdim_samples(run, prep=None) -> dict:
+    """The flow's SR samples (``features`` (N, 4), ``mjj``); an error if missing or stale."""
+    from shared.errors import UsageError
+    from shared.io import read_npz
+    art = lowdim_samples_artifact(run, prep)
+    if not (art.complete() and art.matches()):
+        raise UsageError(f"{art.path}: low-dimensional CATHODE samples {art.stale_reason() or 'missing'}; "
+                         "run the sample stage (python -m lhco_fullphase.sample --generator lowdim)")
+    return run.cached(f"lowdim_samples/{art.digest}", lambda: read_npz(art.path, "lowdim samples"))
 
 
 # ---------------------------------------------------------------------------------------------
 # the stage
 # ---------------------------------------------------------------------------------------------
 
-def compute_chunk(run, region, chunk, prep) -> None:
+def compute_chunk(run, generator, region, chunk, prep) -> None:
     """Generate one work unit and write it with its fingerprint."""
     from lhco_fullphase.train import load_generator
     g = run.cfg["generation"]
     c, lo, hi = chunk
     mjj = region_mjj(run, region, prep)
+    steps, second_order = sampler(run, generator)
     arrays, n_clipped = generate_events(
-        load_generator(run, prep), prep.pre, mjj["mjj"][lo:hi], int(g["ddim_steps"]),
-        bool(g["second_order"]), int(g["batch_size"]), region_seed(run, region), float(g["clip"]),
-        progress=False, enforce_mjj=bool(g["enforce_mjj"]), first_batch=lo // int(g["batch_size"]))
+        load_generator(run, generator, prep), prep.pre, mjj["mjj"][lo:hi], steps, second_order,
+        int(g["batch_size"]), region_seed(run, region), float(g["clip"]), progress=False,
+        enforce_mjj=bool(g["enforce_mjj"]), first_batch=lo // int(g["batch_size"]))
     if "sb_event_id" in mjj:
         arrays["sb_event_id"] = mjj["sb_event_id"][lo:hi]
-    art = generated_artifact(run, region, prep, chunk)
+    art = generated_artifact(run, generator, region, prep, chunk)
     artifacts.write_generated_unit(art.path, arrays, n_clipped)
     art.record()
 
 
-def merge(run, region, prep) -> None:
-    """Rank 0: the region's chunks (any still missing made here) → ``generated/<region>.h5``;
+def merge(run, generator, region, prep) -> None:
+    """Rank 0: the region's chunks (any still missing made here) → ``generated/<generator>/<region>.h5``;
     the chunk files are removed afterwards."""
-    units = chunks(run, region, prep)
     parts = []
-    for chunk in units:
-        art = generated_artifact(run, region, prep, chunk)
+    for chunk in chunks(run, region, prep):
+        art = generated_artifact(run, generator, region, prep, chunk)
         if not (art.complete() and art.matches()):
-            compute_chunk(run, region, chunk, prep)
+            compute_chunk(run, generator, region, chunk, prep)
         parts.append(artifacts.read_generated_unit(art.path))
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "n_clipped"}
     n_clipped = sum(int(p["n_clipped"]) for p in parts)
-    art = generated_artifact(run, region, prep)
-    artifacts.write_generated(art.path, arrays, generation_attrs(run, region, n_clipped))
+    art = generated_artifact(run, generator, region, prep)
+    artifacts.write_generated(art.path, arrays, generation_attrs(run, generator, region, n_clipped))
     art.record()
-    shutil.rmtree(artifacts.generated_units_dir(run.out, region), ignore_errors=True)
-    run.log(f"generated/{region}.h5: {len(arrays['mjj'])} events ({n_clipped} values clipped)")
+    shutil.rmtree(artifacts.generated_units_dir(run.out, generator, region), ignore_errors=True)
+    run.log(f"generated/{generator}/{region}.h5: {len(arrays['mjj'])} events ({n_clipped} values clipped)")
 
 
-def sample(run, regions=REGIONS) -> dict | None:
-    """Generate the requested regions: this process's share of the chunks, then (without
-    ``--shard``) rank 0 merges. Returns {region: path} of the merged files (rank 0)."""
+def outputs(run, regions=REGIONS, which=None) -> list:
+    """The files the stage leaves behind for ``which`` (default: every generator of the run and,
+    with ``lowdim.enabled``, the low-dimensional samples)."""
+    from lhco_fullphase.train import generators
+    which = list(which) if which is not None else [*generators(run)] + \
+        (["lowdim"] if run.key("lowdim.enabled") else [])
+    return [artifacts.generated_path(run.out, g, r) for g in which if g != "lowdim" for r in regions] + \
+        ([artifacts.lowdim_samples_path(run.out)] if "lowdim" in which and "sr" in regions else [])
+
+
+def sample(run, regions=REGIONS, which=None) -> dict | None:
+    """Generate the requested regions with every generator of ``which`` (default: the run's,
+    + ``lowdim`` if enabled): this process's share of the chunks, then (without ``--shard``)
+    rank 0 merges and samples the low-dimensional features. Returns {(generator, region): path}
+    of the finished files (rank 0)."""
     from tqdm.auto import tqdm
 
+    from lhco_fullphase.train import generators
     from shared.run import my_units
+    which = list(which) if which is not None else [*generators(run)] + \
+        (["lowdim"] if run.key("lowdim.enabled") else [])
     prep = load_prepared(run)
     todo, done = [], {}
-    for region in regions:
-        art = generated_artifact(run, region, prep)
-        if run.is_root and art.path.exists() and not art.fresh():
-            run.log(f"generated/{region}.h5: {art.stale_reason()}; making it again")
-        if art.fresh():
-            run.log(f"generated/{region}.h5: up to date")
-            done[region] = art.path
-            continue
-        for chunk in my_units(run, chunks(run, region, prep)):
-            unit = generated_artifact(run, region, prep, chunk)
-            if run.resume == "never" or not (unit.complete() and unit.matches()):
-                todo.append((region, chunk))
-    for region, chunk in tqdm(todo, desc="generate (chunks)", disable=not run.progress or not todo):
-        compute_chunk(run, region, chunk, prep)
+    for generator in [g for g in which if g in GENERATORS]:
+        for region in regions:
+            art = generated_artifact(run, generator, region, prep)
+            name = f"generated/{generator}/{region}.h5"
+            if run.is_root and art.path.exists() and not art.fresh():
+                run.log(f"{name}: {art.stale_reason()}; making it again")
+            if art.fresh():
+                run.log(f"{name}: up to date")
+                done[(generator, region)] = art.path
+                continue
+            for chunk in my_units(run, chunks(run, region, prep)):
+                unit = generated_artifact(run, generator, region, prep, chunk)
+                if run.resume == "never" or not (unit.complete() and unit.matches()):
+                    todo.append((generator, region, chunk))
+    for generator, region, chunk in tqdm(todo, desc="generate (chunks)", disable=not run.progress or not todo):
+        compute_chunk(run, generator, region, chunk, prep)
     if run.shard is not None:
         run.log(f"shard {run.shard[0]}/{run.shard[1]}: {len(todo)} chunk(s) generated")
         return None
     run.ctx.barrier()
     if run.is_root:
-        for region in regions:
-            if region not in done:
-                merge(run, region, prep)
-                done[region] = artifacts.generated_path(run.out, region)
+        for generator in [g for g in which if g in GENERATORS]:
+            for region in regions:
+                if (generator, region) not in done:
+                    merge(run, generator, region, prep)
+                    done[(generator, region)] = artifacts.generated_path(run.out, generator, region)
+        if "lowdim" in which and "sr" in regions:
+            done[("lowdim", "sr")] = sample_lowdim(run, prep).path
     run.ctx.barrier()
     return done if run.is_root else None
 
@@ -238,12 +335,16 @@ def main(argv=None):
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--region", default="sr", choices=REGIONS + ("both",),
                    help="sr (default), sb or both")
+    p.add_argument("--generator", default=None, choices=(*GENERATORS, "lowdim"),
+                   help="one generator (default: every one of the run)")
     add_shard_argument(p)
     args = p.parse_args(argv)
     run = Run.from_args(args, SCHEMA)
     run.root_only(prepare)
-    for region, path in (sample(run, REGIONS if args.region == "both" else (args.region,)) or {}).items():
-        run.log(f"{region}: {path}")
+    which = None if args.generator is None else [args.generator]
+    done = sample(run, REGIONS if args.region == "both" else (args.region,), which) or {}
+    for (generator, region), path in done.items():
+        run.log(f"{generator}/{region}: {path}")
 
 
 if __name__ == "__main__":

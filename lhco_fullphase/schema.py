@@ -13,9 +13,18 @@ from shared.training import check_trainer_section, trainer_config
 
 PARTS = ("jet", "particle")                  # the two generator parts (one net each)
 REGIONS = ("sr", "sb")                       # generated regions
-METHODS = ("diffusion", "idealized")         # label-0 class of the weak-supervision scan
+GENERATORS = ("diffusion", "flow_matching")  # full-phase-space generators (model.generators)
+# label-0 class of the weak-supervision scan: generated SR background of a generator, the true
+# independent SR background (idealized), and low-dimensional CATHODE (flow samples / true
+# background on 4 features). The first three use the transformer classifier (``classifier``).
+FULL_METHODS = (*GENERATORS, "idealized")
+LOWDIM_METHODS = ("lowdim", "lowdim_idealized")
+METHODS = (*FULL_METHODS, *LOWDIM_METHODS)
 SOURCES = ("files", "generated")
-GENERATORS = ("diffusion",)
+FM_SOLVERS = ("midpoint", "euler", "heun")   # = shared.diffusion.flow_matching.SOLVERS (tested)
+JET_NET_KINDS = ("dense", "epic")            # the flow-matching jet model
+LOWDIM_JET_ORDERS = ("mass", "pt")
+LOWDIM_CLASSIFIERS = ("mlp", "hgb")
 PT_REL_TRANSFORMS = ("log1m", "log")
 JET_PHI_MODES = ("raw", "dijet_frame")
 # data.* keys that shape the generators' preprocessing (lhco_fullphase.preprocess.Preprocessor)
@@ -51,10 +60,25 @@ def _windows(value, key, source):
 
 
 def _training_overrides(value, key, source):
-    """``training_<part>``: only the given Trainer keys (merged over ``training`` later)."""
+    """``training_<part>`` / ``training_flow_<part>``: only the given Trainer keys (merged over
+    ``training`` later)."""
     value = dict(value or {})
     checked = trainer_config(value, prefix=key, source=source)
     return {k: checked[k] for k in value}
+
+
+def _trainer_with_defaults(defaults):
+    """A Trainer section whose unset keys take ``defaults`` first, then the Trainer's."""
+    def check(value, key, source):
+        return trainer_config({**defaults, **dict(value or {})}, prefix=key, source=source)
+    return Custom(check, default=None)
+
+
+def _generators(value, key, source):
+    value = List(Choice(*GENERATORS), min_length=1).check(value, key, source)
+    if len(set(value)) != len(value):
+        raise ConfigError(source, key, f"lists a generator twice: {value}")
+    return value
 
 
 _NET = {"width": Int(128, min=1), "num_blocks": Int(6, min=0), "num_heads": Int(2, min=1),
@@ -84,6 +108,67 @@ def _net(width):
                     "mjj_fourier": Custom(_fourier_override, default=None)})
 
 
+# the flow-matching generator (lhco_fullphase.flow_model; docs/lhco_methods.md)
+FLOW_MODEL_SCHEMA = Section({
+    "sigma_min": Float(1.0e-4, min=0.0),       # width of the data end of the OT path (< 1)
+    "solver": Choice(*FM_SOLVERS),             # ODE solver of the sampling
+    "steps": Int(250, min=1),                  # ODE steps (midpoint/heun: 2 net evaluations each)
+    "mjj_fourier": Section({**_FOURIER, "scale": Float(1.0, min=0.0, exclusive_min=True),
+                            "include_input": Bool(True)}),
+    "jet_net": Section({
+        "kind": Choice(*JET_NET_KINDS),        # dense: MLP over the 2 x F features; epic: a set net
+        "width": Int(256, min=1), "num_blocks": Int(3, min=0), "dropout": Float(0.0, min=0.0, max=1.0),
+        "time_embed_dim": Int(64, min=1), "time_scale": Float(1.0, min=0.0, exclusive_min=True),
+        "local_dim": Int(64, min=1), "global_dim": Int(64, min=1), "num_layers": Int(3, min=1),  # epic
+        "mjj_fourier": Custom(_fourier_override, default=None)}),
+    "particle_net": Section({
+        "local_dim": Int(150, min=1), "global_dim": Int(256, min=1), "num_layers": Int(8, min=1),
+        "hidden_dim": Int(None, min=1),        # null = local_dim
+        "time_embed_dim": Int(64, min=1), "time_scale": Float(1.0, min=0.0, exclusive_min=True),
+        "sum_scale": Float(0.01, min=0.0),
+        "mjj_fourier": Custom(_fourier_override, default=None)}),
+})
+
+# low-dimensional CATHODE (lhco_fullphase.lowdim; defaults ~ the CATHODE paper)
+LOWDIM_SCHEMA = Section({
+    "enabled": Bool(False),                    # run the methods lowdim (+ lowdim_idealized)
+    "features": Section({"jet_order": Choice(*LOWDIM_JET_ORDERS),
+                         "beta": Float(1.0, min=0.0, exclusive_min=True),
+                         "R0": Float(1.0, min=0.0, exclusive_min=True)}),
+    "flow": Section({
+        "num_blocks": Int(15, min=1),          # MADE blocks, feature order reversed between them
+        "hidden_units": List(Int(min=1), default=[128], min_length=1),
+        "max_log_scale": Float(3.0, min=0.0, exclusive_min=True),   # soft clamp c·tanh(s/c)
+        "logit_margin": Float(0.02, min=0.0, exclusive_min=True),   # box = range ± margin·range
+        "use_ema": Bool(True),                 # sample with the EMA weights (if ema_decay)
+        "training": _trainer_with_defaults({"epochs": 100, "batch_size": 256, "learning_rate": 1e-4,
+                                            "patience": 10, "ema_decay": None,
+                                            "lr_schedule": "constant"}),
+    }),
+    "num_events": Int(None, min=1),            # SR samples; null = generation.num_events
+    "seed": Int(0),                            # flow training (+1: sampling)
+    "classifier": Section({
+        "kind": Choice(*LOWDIM_CLASSIFIERS),   # mlp (CATHODE, 3 x 64) | hgb (boosted trees)
+        "train_fraction": Float(0.8, min=0.0, max=1.0, exclusive_min=True),
+        "hidden_units": List(Int(min=1), default=[64, 64, 64]),
+        "dropout": Float(0.0, min=0.0, max=1.0),
+        "training": _trainer_with_defaults({"epochs": 100, "batch_size": 128, "learning_rate": 1e-3,
+                                            "patience": 10, "ema_decay": None,
+                                            "lr_schedule": "constant"}),
+        "hgb": Section({"max_iter": Int(200, min=1), "learning_rate": Float(0.1, min=0.0, exclusive_min=True),
+                        "max_leaf_nodes": Int(31, min=2), "l2_regularization": Float(0.0, min=0.0),
+                        "n_iter_no_change": Int(10, min=1),
+                        # OpenMP threads: on a busy 2-core machine 2 threads ran 50x slower
+                        "n_threads": Int(1, min=1)}),
+    }),
+})
+
+
+def _sample_metrics(value, key, source):
+    from shared.sample_metrics import sample_metrics_config
+    return sample_metrics_config(value, prefix=key, source=source)
+
+
 class _Schema(Section):
     """The top level; then each part's merged training settings (``training`` with
     ``training_<part>`` applied), the generation chunks and, last (it needs TensorFlow), the
@@ -92,8 +177,11 @@ class _Schema(Section):
     def _check(self, value, key, source):
         out = super()._check(value, key, source)
         for part in PARTS:
-            trainer_config({**out["training"], **out[f"training_{part}"]},
-                           prefix=f"training_{part}", source=source)
+            for section in (f"training_{part}", f"training_flow_{part}"):
+                trainer_config({**out["training"], **out[section]}, prefix=section, source=source)
+        if not out["flow_model"]["sigma_min"] < 1.0:
+            raise ConfigError(source, "flow_model.sigma_min",
+                              f"must be < 1, got {out['flow_model']['sigma_min']}")
         g = out["generation"]
         if g["chunk_size"] is not None and g["chunk_size"] % g["batch_size"]:
             raise ConfigError(source, "generation.chunk_size",
@@ -127,7 +215,7 @@ SCHEMA = _Schema({
     "kde": Section({"fit_on": Choice("sr_data", "sb_train"),
                     "bandwidth": Float(0.01, min=0.0, exclusive_min=True)}),
     "model": Section({
-        "generator": Choice(*GENERATORS, default="diffusion"),
+        "generators": Custom(_generators, default=["diffusion"], nullable=False),
         "sde": Custom(_sde_mapping, default={"name": "vpsde", "beta_min": 0.1, "beta_max": 20.0},
                       nullable=False),
         "prediction": Choice("eps"),
@@ -137,11 +225,13 @@ SCHEMA = _Schema({
         "particle_net": _net(128),
         "mjj_fourier": Section(dict(_FOURIER)),
     }),
-    # the low-dimensional CATHODE baseline's settings (free-form until it lands)
-    "lowdim": Section(open=True),
+    "flow_model": FLOW_MODEL_SCHEMA,
+    "lowdim": LOWDIM_SCHEMA,
     "training": Custom(check_trainer_section, default=None),
     "training_jet": Custom(_training_overrides, default=None),
     "training_particle": Custom(_training_overrides, default=None),
+    "training_flow_jet": Custom(_training_overrides, default=None),
+    "training_flow_particle": Custom(_training_overrides, default=None),
     "generation": Section({
         "num_events": Int(REQUIRED, min=1),
         "num_sb_events": Int(None, min=1),
@@ -176,6 +266,8 @@ SCHEMA = _Schema({
         "fractions": List(Float(min=0.0, max=1.0, exclusive_min=True), default=[0.5, 0.25, 0.25],
                           length=3),
     }),
+    # generated-vs-true sample metrics (W1, FPD, KPD) per generator and region
+    "sample_metrics": Custom(_sample_metrics, default=None),
     "evaluate": Section({
         "n_signal": Int(None, min=1),
         "n_background": Int(None, min=1),

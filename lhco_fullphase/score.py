@@ -1,7 +1,7 @@
 """Score any LHCO R&D-layout file with a trained weak-supervision classifier of a run.
 
     python -m lhco_fullphase.score --run runs/lhco --input events.h5 --out scores.h5 \
-        [--method diffusion|idealized] [--injection N] [--init I | --ensemble] [--labels]
+        [--method diffusion|flow_matching|idealized] [--injection N] [--init I | --ensemble] [--labels]
         [--chunk-size N] [--num-events N]
     python -m lhco_fullphase.score ... --shard 3/16        # one Slurm array task
     horovodrun -np 4 python -m lhco_fullphase.score ...    # the chunks spread over 4 ranks
@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from lhco_fullphase import artifacts
-from lhco_fullphase.schema import METHODS, SCHEMA
+from lhco_fullphase.schema import FULL_METHODS, LOWDIM_METHODS, SCHEMA
 from shared import scoring
 from shared.errors import CheckpointError, DataFormatError, InputError, UsageError
 from shared.io import read_json
@@ -62,9 +62,12 @@ def classifier_units(run, method="diffusion", injection=None, init=0, ensemble=F
     every initialisation. ``injection`` None: the run's only one. Unknown values are a
     :class:`UsageError` naming the choices."""
     from lhco_fullphase.classify import methods
-    known = methods(run)
+    known = [m for m in methods(run) if m in FULL_METHODS]
     if method not in known:
-        why = "" if method not in METHODS else " (weak_supervision.idealized is false in this run)"
+        why = "" if method not in FULL_METHODS else \
+            " (not in this run: model.generators, weak_supervision.idealized)"
+        if method in LOWDIM_METHODS:
+            why = " (the low-dimensional CATHODE classifiers see 4 features, not the events' particles)"
         raise UsageError(f"--method {method!r}: choose from {known}{why}")
     injections = [int(n) for n in run.key("weak_supervision.injections")]
     if injection is None:
@@ -319,7 +322,7 @@ def main(argv=None):
                        data_dir_help="the run's data folder with its prepared data (default: the "
                                      "one the run recorded in run_info.json, else data.dir, else "
                                      "RUN/data)")
-    p.add_argument("--method", default="diffusion", metavar="diffusion|idealized",
+    p.add_argument("--method", default="diffusion", metavar="diffusion|flow_matching|idealized",
                    help="label-0 class of the scan classifier (default: diffusion)")
     p.add_argument("--injection", type=int, default=None, metavar="N",
                    help="injected signal events of the classifier (default: the run's only one)")

@@ -1,5 +1,5 @@
-"""lhco_fullphase Fig. 4: jet kinematics (both jets) and mjj, generated vs true, SB and SR,
-with ratio panels.
+"""lhco_fullphase Fig. 4: jet kinematics (both jets) and mjj, every generator over the truth, SB
+and SR, with ratio panels.
 
     python plots/lhco_fig4_jets.py --run OUT [--data-dir DIR] [--out STEM]
 

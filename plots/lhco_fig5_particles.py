@@ -1,5 +1,5 @@
-"""lhco_fullphase Fig. 5: particle features of both jets (real particles only), generated vs
-true, SB and SR, with ratio panels.
+"""lhco_fullphase Fig. 5: particle features of both jets (real particles only), every
+generator over the truth, SB and SR, with ratio panels.
 
     python plots/lhco_fig5_particles.py --run OUT [--data-dir DIR] [--out STEM]
 

@@ -1,5 +1,6 @@
 """lhco_fullphase Fig. 6: SIC and background rejection vs signal efficiency at one injection,
-median and 68 % band over initialisations, diffusion-generated vs idealized background.
+median and 68 % band over initialisations, every method of the run (diffusion, flow matching,
+low-dim CATHODE, idealized, low-dim idealized).
 
     python plots/lhco_fig6_sic_roc.py --run OUT [--injection N] [--out STEM]
 

@@ -1,5 +1,6 @@
 """lhco_fullphase Fig. 7: max SIC and AUC vs the number of injected signal events, median and
-68 % band over initialisations, diffusion-generated vs idealized background.
+68 % band over initialisations, every method of the run (diffusion, flow matching, low-dim
+CATHODE, idealized, low-dim idealized).
 
     python plots/lhco_fig7_scan.py --run OUT [--out STEM]
 

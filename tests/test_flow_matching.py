@@ -134,9 +134,9 @@ def test_generator_sampling_and_single_parts():
         other = "particle_net" if net == "jet_net" else "jet_net"
         assert getattr(single, other) is None
         assert {id(v) for v in single.trainable_variables} == {id(v) for v in getattr(single, net).trainable_variables}
-    with pytest.raises(ValueError, match="solver must be one of"):
+    with pytest.raises(ValueError, match="'flow_model.solver': must be one of"):
         DijetFlowMatching({**CFG, "solver": "rk45"}, num_particles=P)
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="'flow_model.particle_net.width': unknown key"):
         DijetFlowMatching({**CFG, "particle_net": {"width": 3}}, num_particles=P)
 
 

@@ -35,6 +35,9 @@ def test_missing_config_is_one_line_exit_2(tmp_path):
 
 @pytest.mark.parametrize("override, key", [("data.n_trian=1", "data.n_trian"),
                                            ("training.epochs=abc", "training.epochs"),
+                                           ("flow_model.particle_net.width=3", "flow_model.particle_net.width"),
+                                           ("lowdim.flow.blocks=3", "lowdim.flow.blocks"),
+                                           ("model.generators=[diffusion, gan]", "model.generators[1]"),
                                            ("train.epochs=3", "train"),
                                            ("generation.chunk_size=1500", "generation.chunk_size")])
 def test_typo_or_wrong_type_names_the_key(tmp_path, override, key):
@@ -59,6 +62,31 @@ def test_every_paper_key_is_in_the_schema():
     paper, cfg = (validate_config(load_config(os.path.join(ROOT, "lhco_fullphase", "configs", f"{name}.yaml")))
                   for name in ("paper", "demo"))
     assert paper["evaluate"]["n_signal"] is None            # all signal that is not injected
-    assert cfg["evaluate"]["n_signal"] == 1000 and cfg["model"]["generator"] == "diffusion"
+    assert cfg["evaluate"]["n_signal"] == 1000
+    assert cfg["model"]["generators"] == ["diffusion", "flow_matching"] and cfg["lowdim"]["enabled"]
     assert cfg["training_jet"] == {"epochs": 200, "patience": 40}      # demo: only its overrides
+    assert paper["flow_model"]["steps"] == 250 and cfg["flow_model"]["steps"] == 50
+    assert paper["lowdim"]["flow"]["num_blocks"] == 15 and cfg["lowdim"]["classifier"]["kind"] == "hgb"
     assert cfg["model"]["jet_net"]["mjj_fourier"] == {"scale": 1.0, "include_input": True}
+
+
+def test_every_key_of_the_new_sections_is_validated():
+    """Unknown keys and bad values in flow_model, training_flow_*, lowdim, sample_metrics and
+    model.generators are a ConfigError naming the dotted key."""
+    from lhco_fullphase.schema import FM_SOLVERS, validate_config
+    from shared.config import load_config
+    from shared.diffusion.flow_matching import SOLVERS
+    from shared.errors import ConfigError
+    assert set(FM_SOLVERS) == set(SOLVERS)
+    base = load_config(PAPER)
+    bad = {"flow_model": {"solver": "rk45"}, "training_flow_particle": {"epoch": 1},
+           "lowdim": {"classifier": {"hgb": {"max_depth": 3}}}, "sample_metrics": {"max_jet": 3},
+           "model": {"generators": ["diffusion", "diffusion"]}}
+    keys = {"flow_model": "flow_model.solver", "training_flow_particle": "training_flow_particle.epoch",
+            "lowdim": "lowdim.classifier.hgb.max_depth", "sample_metrics": "sample_metrics.max_jet",
+            "model": "model.generators"}
+    for section, value in bad.items():
+        cfg = dict(base)
+        cfg[section] = {**dict(base.get(section) or {}), **value}
+        with pytest.raises(ConfigError, match=f"'{keys[section]}'"):
+            validate_config(cfg, source="x.yaml")

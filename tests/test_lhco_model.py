@@ -125,7 +125,7 @@ def test_per_net_mjj_conditioning():
     cfg = {**CFG, "jet_net": {**CFG["jet_net"], "mjj_fourier": {"scale": 0.5, "include_input": True}}}
     m = DijetDiffusion(cfg, num_particles=P)
     mjj = np.array([-0.5, 0.1], np.float32)
-    cj, cp = m._mjj_cond(mjj, "jet"), m._mjj_cond(mjj, "particle")
+    cj, cp = m.mjj_cond(mjj, "jet"), m.mjj_cond(mjj, "particle")
     assert cj.shape == (2, 2 * 4 + 1) and cp.shape == (2, 2 * 4)
     np.testing.assert_allclose(cj.numpy()[:, -1], mjj)
     assert float(m.jet_mjj_fourier.scale) == 0.5 and float(m.particle_mjj_fourier.scale) == 1.0

@@ -43,6 +43,20 @@ def ptetaphim_from_p4(p4):
     return np.stack([pt, eta, phi, m], axis=-1)
 
 
+def rapidity(p4):
+    """Rapidity y = ½ ln((E + pz)/(E − pz)) of (..., 4) four-momenta, computed as FastJet does
+    (from m_T² = pT² + max(m², 0), no cancellation for light particles); 0 where m_T = 0 (e.g.
+    padding)."""
+    p4 = np.asarray(p4, dtype=np.float64)
+    e, px, py, pz = p4[..., 0], p4[..., 1], p4[..., 2], p4[..., 3]
+    kt2 = px**2 + py**2
+    mt2 = kt2 + np.clip(e**2 - kt2 - pz**2, 0.0, None)
+    denom = (e + np.abs(pz)) ** 2
+    ok = (mt2 > 0) & (denom > 0)
+    y = 0.5 * np.log(np.where(ok, mt2, 1.0) / np.where(ok, denom, 1.0))
+    return np.where(ok, np.where(pz > 0, -y, y), 0.0)
+
+
 def wrap_phi(dphi):
     """Wrap angles to [-pi, pi)."""
     return (np.asarray(dphi) + np.pi) % (2 * np.pi) - np.pi
@@ -148,12 +162,13 @@ def jets_to_numpy(jets, n_jets):
 def nsubjettiness(p4, mask=None, n_max=2, R0=0.8, beta=1.0):
     """tau_1..tau_n_max per jet, (N, n_max), with exclusive-kT axes from FastJet.
 
-    tau_N = sum_i pT_i min_k dR_ik^beta / sum_i pT_i R0^beta. Jets with fewer than N
-    constituents get tau_N = 0."""
+    tau_N = sum_i pT_i min_k dR_ik^beta / sum_i pT_i R0^beta, with dR² = Δy² + Δφ² in rapidity
+    y (of the constituents and of the massive axes), as fastjet-contrib's Nsubjettiness. Jets
+    with fewer than N constituents get tau_N = 0."""
     p4 = np.asarray(p4, dtype=np.float64)
     m = _mask_of(p4, mask)
     kin = ptetaphim_from_p4(p4)
-    pt, eta, phi = kin[..., 0], kin[..., 1], kin[..., 2]
+    pt, phi, y = kin[..., 0], kin[..., 2], rapidity(p4)
     counts = m.sum(-1)
     norm = np.sum(pt * m, axis=-1) * R0**beta
     taus = np.zeros((p4.shape[0], n_max), dtype=np.float64)
@@ -167,11 +182,12 @@ def nsubjettiness(p4, mask=None, n_max=2, R0=0.8, beta=1.0):
             # fastjet warns for every algorithm but kt/C-A/genkt; this is kt.
             warnings.simplefilter("ignore", UserWarning)
             axes = cs.exclusive_jets(n_jets=n)
-        ax = ptetaphim_from_p4(np.stack([ak.to_numpy(ak.flatten(axes[f])) for f in ("E", "px", "py", "pz")], -1))
-        ax = ax.reshape(len(sel), n, 4)
-        deta = eta[sel][:, :, None] - ax[:, None, :, 1]
-        dphi = wrap_phi(phi[sel][:, :, None] - ax[:, None, :, 2])
-        dr = np.sqrt(deta**2 + dphi**2) ** beta
+        ax_p4 = np.stack([ak.to_numpy(ak.flatten(axes[f])) for f in ("E", "px", "py", "pz")], -1)
+        ax_y = rapidity(ax_p4).reshape(len(sel), n)
+        ax_phi = ptetaphim_from_p4(ax_p4)[..., 2].reshape(len(sel), n)
+        dy = y[sel][:, :, None] - ax_y[:, None, :]
+        dphi = wrap_phi(phi[sel][:, :, None] - ax_phi[:, None, :])
+        dr = np.sqrt(dy**2 + dphi**2) ** beta
         num = np.sum(pt[sel] * m[sel] * dr.min(-1), axis=-1)
         taus[sel, n - 1] = np.divide(num, norm[sel], out=np.zeros_like(num), where=norm[sel] > 0)
     return taus
