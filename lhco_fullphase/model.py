@@ -7,7 +7,7 @@
   incl. N, mjj); both jets go through the same network (jet axis folded into the batch).
 
 Both are ``shared.layers.build_set_score_net`` noise predictors trained with
-``shared.diffusion.losses.dsm_loss``; sampling uses ``shared.diffusion.sampler.ddim_sample`` (jets first, then the
+``shared.diffusion.losses.dsm_loss``; sampling uses ``shared.diffusion.sampler.sample`` (DDIM by default) (jets first, then the
 multiplicity N of each generated jet fixes its particle mask: the first N slots).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from lhco_fullphase.conditioning import DijetConditioning
 from shared.diffusion import losses as shared_losses
-from shared.diffusion.sampler import ddim_sample
+from shared.diffusion.sampler import sample
 from shared.diffusion.score import eps_fn_from_model
 from shared.diffusion.sde import make_sde
 from shared.layers import build_set_score_net, gaussian_skip_sde
@@ -110,9 +110,12 @@ class DijetDiffusion(DijetConditioning, keras.Model):
             out.append(self.particle_net([fp, tf.repeat(t, 2), fm, cond], training=training))
         return tuple(out)
 
-    def sample(self, mjj_scaled, n_from_jets, steps, second_order=True, seed=0, progress=False):
+    def sample(self, mjj_scaled, n_from_jets, steps, second_order=True, seed=0, progress=False,
+               solver=None):
         """Generate events at the given scaled mjj values (run with EMA weights loaded).
 
+        ``solver``: a ``shared.diffusion.sampler.METHODS`` name; None = DDIM, with the Heun
+        correction if ``second_order``.
         ``n_from_jets(jets_x) -> (B, 2) int``: multiplicity from generated (network-space) jet
         features, e.g. via ``Preprocessor.inverse``; clipped to [1, num_particles].
         Returns network-space ``jets`` (B, 2, num_jet_features), ``particles`` (B, 2, P, 3), ``mask`` (B, 2, P)."""
@@ -122,15 +125,16 @@ class DijetDiffusion(DijetConditioning, keras.Model):
         b, p = len(mjj_scaled), self.num_particles
         jet_eps, part_eps = eps_fn_from_model(self.jet_net), eps_fn_from_model(self.particle_net)
 
-        jets = ddim_sample(jet_eps, (b, 2, self.num_jet_features), np.ones((b, 2), np.float32),
-                           self.mjj_cond(mjj_scaled, "jet").numpy(), self.sde,
-                           steps, second_order=second_order, seed=seed, progress=progress)
+        solver = solver or ("ddim_heun" if second_order else "ddim")
+        jets = sample(jet_eps, (b, 2, self.num_jet_features), np.ones((b, 2), np.float32),
+                      self.mjj_cond(mjj_scaled, "jet").numpy(), self.sde, method=solver,
+                      steps=steps, seed=seed, progress=progress)
         n = np.clip(np.asarray(n_from_jets(jets)).astype(int), 1, p)
         mask = (np.arange(p)[None, None, :] < n[..., None]).astype(np.float32)
         jets_for_cond = np.array(jets, np.float32)
         _, fm, cond = self.particle_inputs(tf.constant(jets_for_cond), tf.zeros((b, 2, p, 3)),
                                             tf.constant(mask), self.mjj_cond(mjj_scaled, "particle"))
-        parts = ddim_sample(part_eps, (2 * b, p, 3), fm.numpy(), cond.numpy(), self.sde, steps,
-                            second_order=second_order, seed=seed + 1, progress=progress)
+        parts = sample(part_eps, (2 * b, p, 3), fm.numpy(), cond.numpy(), self.sde, method=solver,
+                       steps=steps, seed=seed + 1, progress=progress)
         return {"jets": jets, "particles": np.asarray(parts).reshape(b, 2, p, 3) * mask[..., None],
                 "mask": mask.astype(bool)}

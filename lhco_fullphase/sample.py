@@ -5,8 +5,8 @@ units; and the low-dimensional CATHODE features in the SR.
         [--region sr|sb|both] [--generator diffusion|flow_matching|lowdim] [--shard K/N]
     horovodrun -np 4 python -m lhco_fullphase.sample ...    # the chunks spread over 4 ranks
 
-Samplers: ``diffusion`` — DDIM with ``generation.ddim_steps`` (+ Heun 2nd order with
-``generation.second_order``); ``flow_matching`` — the ODE with ``flow_model.steps`` and
+Samplers: ``diffusion`` — ``generation.sampler`` (ddim | ddim_heun | dpm_solver_2m; null = DDIM,
++ Heun 2nd order with ``generation.second_order``) with ``generation.ddim_steps`` steps; ``flow_matching`` — the ODE with ``flow_model.steps`` and
 ``flow_model.solver``. Both generators generate at the same mjj values with the same seeds.
 
 ``sr``: ``generation.num_events`` events at mjj drawn from the SR KDE (``kde``); the synthetic
@@ -57,20 +57,20 @@ from lhco_fullphase.schema import GENERATORS, PARTS, REGIONS
 
 GENERATION_KEYS = ("seed", "generation.batch_size", "generation.seed", "generation.use_ema",
                    "generation.enforce_mjj", "generation.clip")
-SAMPLER_KEYS = {"diffusion": ("generation.ddim_steps", "generation.second_order"),
+SAMPLER_KEYS = {"diffusion": ("generation.ddim_steps", "generation.second_order", "generation.sampler"),
                 "flow_matching": ("flow_model.steps", "flow_model.solver")}
 BATCH_SEED_STRIDE = 7919   # batch k of a region draws its noise with seed + 7919·k
 
 
 def generate_events(model, pre, mjj, steps, second_order, batch_size, seed, clip=30.0, progress=True,
-                    enforce_mjj=False, first_batch=0):
+                    enforce_mjj=False, first_batch=0, solver=None):
     """Physical jets/particles/mask for the given mjj values (GeV) and the number of
     network-space values clipped to [−clip, clip]. Batch k (counted from ``first_batch``, its
     position in the whole region) uses the seeds ``seed + 7919·k`` (+1).
 
     ``enforce_mjj``: scale both jets' pT and m by mjj / m(j₀ + j₁), so that the generated jets
     have exactly the dijet mass they were generated at (η, φ, N and the particles, which are
-    relative to the jet, are unchanged)."""
+    relative to the jet, are unchanged). ``solver``: passed to ``model.sample`` when given."""
     from tqdm.auto import tqdm
 
     from lhco_fullphase.events import dijet_mass, sort_by_pt
@@ -87,7 +87,8 @@ def generate_events(model, pre, mjj, steps, second_order, batch_size, seed, clip
             return np.rint(jets[..., 4])
 
         s = seed + BATCH_SEED_STRIDE * k
-        g = model.sample(mx, n_from_jets, steps, second_order=second_order, seed=s)
+        g = model.sample(mx, n_from_jets, steps, second_order=second_order, seed=s,
+                         **({} if solver is None else {"solver": solver}))
         for key in ("jets", "particles"):
             bad = ~(np.abs(g[key]) <= clip)
             n_clipped += int(bad.sum())
@@ -115,6 +116,12 @@ def sampler(run, generator) -> tuple[int, bool | None]:
     if generator == "diffusion":
         return int(run.key("generation.ddim_steps")), bool(run.key("generation.second_order"))
     return int(run.key("flow_model.steps")), None
+
+
+def sampler_solver(run, generator) -> str | None:
+    """The diffusion sampler ``generation.sampler`` (None: DDIM, Heun by ``second_order``);
+    None for flow matching (its ``flow_model.solver``)."""
+    return run.key("generation.sampler") if generator == "diffusion" else None
 
 
 def region_seed(run, region) -> int:
@@ -179,7 +186,8 @@ def generation_attrs(run, generator, region, n_clipped) -> dict:
     g = run.cfg["generation"]
     steps, second_order = sampler(run, generator)
     return {"generator": generator, "region": region, "steps": steps, "second_order": second_order,
-            "solver": run.key("flow_model.solver") if generator == "flow_matching" else None,
+            "solver": run.key("flow_model.solver") if generator == "flow_matching" else
+            sampler_solver(run, generator),
             "seed": region_seed(run, region), "use_ema": bool(g["use_ema"]), "n_clipped": int(n_clipped),
             "clip": float(g["clip"]), "enforce_mjj": bool(g["enforce_mjj"])}
 
@@ -247,7 +255,8 @@ def compute_chunk(run, generator, region, chunk, prep) -> None:
     arrays, n_clipped = generate_events(
         load_generator(run, generator, prep), prep.pre, mjj["mjj"][lo:hi], steps, second_order,
         int(g["batch_size"]), region_seed(run, region), float(g["clip"]), progress=False,
-        enforce_mjj=bool(g["enforce_mjj"]), first_batch=lo // int(g["batch_size"]))
+        enforce_mjj=bool(g["enforce_mjj"]), first_batch=lo // int(g["batch_size"]),
+        solver=sampler_solver(run, generator))
     if "sb_event_id" in mjj:
         arrays["sb_event_id"] = mjj["sb_event_id"][lo:hi]
     art = generated_artifact(run, generator, region, prep, chunk)

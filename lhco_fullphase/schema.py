@@ -237,6 +237,7 @@ SCHEMA = _Schema({
         "num_sb_events": Int(None, min=1),
         "ddim_steps": Int(REQUIRED, min=1),
         "second_order": Bool(True),
+        "sampler": Choice("ddim", "ddim_heun", "dpm_solver_2m", default=None),
         "batch_size": Int(1000, min=1),
         "chunk_size": Int(None, min=1),
         "seed": Int(None),
