@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "permutation_ad", "configs", "tiny.yaml")
@@ -60,6 +61,11 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     assert 0.0 <= disk["supervised"]["same_jets_as_likelihood"]["auc"] <= 1.0
     perm = disk["permutation_test"]
     assert np.asarray(perm["nll"]).shape == (3, 3) and isinstance(perm["all_within_3sigma"], bool)
+    noise = disk["likelihood_estimator"]
+    assert noise["repeats"] == 3 and noise["divergence"] == "hutchinson"
+    assert noise["per_jet_std_nats"] > 0
+    assert noise["per_jet_std_nats_per_particle"] == pytest.approx(
+        noise["per_jet_std_nats"] / perm["num_particles"])
     assert set(disk["stage_seconds"]) >= {"prepare", "train", "classify", "evaluate", "report", "figures"}
     table = open(os.path.join(out, "table1.md")).read()
     assert "simulated stand-in data" in table.lower() and "0.852" in table and "| Top | ours |" in table

@@ -1,8 +1,8 @@
 """The ``baselines:`` config section: every hyperparameter, with defaults in one place.
 
 :data:`DEFAULTS` holds the paper-scale values (SPEC §4, Tables 2 and 3 of
-``whats_anomalous_in_lhc_jets.txt``, ``deep_set_vae_dark_machines.txt``); ``configs/paper.yaml``
-and ``configs/demo.yaml`` next to this module are the two example settings.
+``whats_anomalous_in_lhc_jets.txt``, ``deep_set_vae_dark_machines.txt``); the ``baselines:`` sections of
+``permutation_ad/configs/paper.yaml`` and ``demo.yaml`` are the two example settings.
 :func:`baselines_config` merges a user section over the defaults and validates it.
 
 Methods: ``run`` lists method *instances* by name. A name that is a method type (``kmeans``,
