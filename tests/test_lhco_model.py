@@ -54,6 +54,22 @@ def test_sampling_shapes_and_mask_from_multiplicity(num_jet_features):
     assert np.all(np.isfinite(out["particles"]))
 
 
+def test_sampler_choice_reaches_the_shared_samplers():
+    keras.utils.set_random_seed(1)
+    m = DijetDiffusion(CFG, num_particles=P, num_jet_features=5)
+    mjj = np.array([0.0, 0.5], np.float32)
+
+    def n_fn(j):
+        return np.array([[2, 3], [4, 1]])
+
+    heun = m.sample(mjj, n_fn, steps=3, second_order=True, seed=4)
+    same = m.sample(mjj, n_fn, steps=3, seed=4, solver="ddim_heun")
+    np.testing.assert_array_equal(heun["jets"], same["jets"])      # None = DDIM + Heun
+    for solver in ("ddim", "dpm_solver_2m"):
+        other = m.sample(mjj, n_fn, steps=3, seed=4, solver=solver)
+        assert np.all(np.isfinite(other["jets"])) and not np.allclose(other["jets"], heun["jets"])
+
+
 def test_single_part_trains_only_its_net():
     keras.utils.set_random_seed(2)
     b = {k: tf.constant(v) for k, v in _batch().items()}
