@@ -75,7 +75,7 @@ def test_a_file_without_any_dijet_event_is_one_error_naming_it(tmp_path):
 
 
 def test_figures_refuse_events_of_a_generator_trained_again(tmp_path):
-    """generated/sr.h5 records the generator it came from; once the jet generator is made again
+    """generated/diffusion/sr.h5 records the generator it came from; once the jet net is made again
     with another setting, the figures stop with one error naming both, instead of drawing the
     old generator's events."""
     from lhco_fullphase import artifacts
@@ -90,10 +90,10 @@ def test_figures_refuse_events_of_a_generator_trained_again(tmp_path):
     run = _run(tmp_path)
     prepare(run)
     for part in PARTS:                      # "trained": fingerprinted and finished
-        art = generator_artifact(run, part)
+        art = generator_artifact(run, "diffusion", part)
         run.start(art)
         artifacts.train_summary_path(art.path).write_text("{}")
-    gen = generated_artifact(run, "sr")
+    gen = generated_artifact(run, "diffusion", "sr")
     n, p = 4, 8
     artifacts.write_generated(gen.path, {"jets": np.ones((n, 2, 5), np.float32),
                                          "particles": np.zeros((n, 2, p, 3), np.float32),
@@ -102,6 +102,6 @@ def test_figures_refuse_events_of_a_generator_trained_again(tmp_path):
     gen.record()
     assert outdated_inputs(gen.path) is None
     again = _run(tmp_path, ["training_jet.epochs=5"])
-    assert not again.start(generator_artifact(again, "jet"))   # stale: removed, fingerprinted anew
-    with pytest.raises(UsageError, match=r"generated/sr\.h5.*models/jet.*sample stage"):
+    assert not again.start(generator_artifact(again, "diffusion", "jet"))   # stale: removed, fingerprinted anew
+    with pytest.raises(UsageError, match=r"generated/diffusion/sr\.h5.*models/diffusion/jet.*sample stage"):
         lhco_fig4_jets(run.out, tmp_path / "fig4", tmp_path / "data")
