@@ -18,13 +18,11 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["shared*", "permutation_ad*", "lhco_fullphase*"]),
     package_data={"permutation_ad": ["configs/*.yaml"], "lhco_fullphase": ["configs/*.yaml"]},
-    # Every entry here but tensorflow-probability (see there) is imported by the project;
-    # transitive requirements (ml_dtypes, vector, wasserstein, ...) come with the packages that
+    # Every entry here is imported by the project; transitive requirements (ml_dtypes, vector, wasserstein, ...) come with the packages that
     # need them.
     install_requires=[
         "keras==3.15.1",
-        # Not imported on main yet: the MAF / INN flows of issues 16 and 17 are built on its
-        # bijectors (scripts/install.sh checks the import).
+        # the masked autoregressive flow of low-dimensional CATHODE (lhco_fullphase.lowdim)
         "tensorflow-probability==0.25.0",
         # numpy < 2 because of energyflow 1.4.0: `import energyflow` imports energyflow.emd,
         # which imports `wasserstein` (required by energyflow, >= 1.0.1). wasserstein 1.1.0
