@@ -18,8 +18,8 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["shared*", "permutation_ad*", "lhco_fullphase*"]),
     package_data={"permutation_ad": ["configs/*.yaml"], "lhco_fullphase": ["configs/*.yaml"]},
-    # Every entry here is imported by the project; transitive requirements (ml_dtypes, vector, wasserstein, ...) come with the packages that
-    # need them.
+    # Every entry here is imported by the project; transitive requirements (ml_dtypes, vector,
+    # wasserstein, ...) come with the packages that need them.
     install_requires=[
         "keras==3.15.1",
         # the masked autoregressive flow of low-dimensional CATHODE (lhco_fullphase.lowdim)
