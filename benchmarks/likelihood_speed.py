@@ -99,22 +99,24 @@ def _cpu_seconds():
 
 def embedded_qcd(cache_dir, n, num_particles, seed, workers=2):
     """Features of ``n`` embedded Pythia QCD jets at P = ``num_particles`` (generated once)."""
-    from permutation_ad import data as pdata
+    from permutation_ad.features import jet_features
     from shared.data.embedded import ensure_embedded
+    from shared.data.toptag import read_toptag
 
     path = ensure_embedded("qcd", cache_dir, int(n), int(seed), workers=workers, progress=True)
-    p4, _ = pdata.read_p4(str(path))
-    return pdata.jet_features(p4[:n], num_particles, "log_pt", ("eta", "mass", "n"))
+    p4 = read_toptag(path)["p4"]
+    return jet_features(p4[:n], num_particles, "log_pt", ("eta", "mass", "n"))
 
 
 def load_demo_density(checkpoint, config=None):
-    """(model, standardizer, cfg, run folder) of a trained permutation_ad density folder."""
-    import yaml
+    """(model, preprocessor, cfg, run folder) of a trained permutation_ad density folder."""
     from permutation_ad import train as ptrain
+    from permutation_ad.schema import validate_config
+    from shared.config import load_config
 
     run = Path(checkpoint).resolve().parents[1]
     cfg_path = Path(config) if config else run / "config.resolved.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg = validate_config(load_config(cfg_path), cfg_path)
     summary = Path(checkpoint) / "train_summary.json"
     objective = json.loads(summary.read_text())["objective"] if summary.exists() else "standard"
     model, std = ptrain.load_density(cfg, str(checkpoint), objective)
@@ -125,14 +127,14 @@ def _train_demo_net(feats, seconds, seed):
     """A demo-size particle net (standard DSM) trained for ``seconds`` on ``feats``."""
     import keras
     import tensorflow as tf
-    from permutation_ad import data as pdata
+    from permutation_ad.preprocess import Preprocessor
     from shared.diffusion.losses import dsm_loss
     from shared.diffusion.sde import VPSDE
     from shared.layers import build_set_score_net
 
     keras.utils.set_random_seed(seed)
-    std = pdata.Standardizer.fit(feats["constituents"], feats["mask"], feats["jets"],
-                                 dequantized_columns=(2,))
+    std = Preprocessor.fit(feats["constituents"], feats["mask"], feats["jets"],
+                           dequantized_columns=(2,))
     c, j = std.transform(feats["constituents"], feats["mask"], feats["jets"])
     m = feats["mask"].astype(np.float32)
     sde = VPSDE()
@@ -166,10 +168,10 @@ def prepare_cases(args, work):
     d30 = Path(work) / "p30"
     d30.mkdir(parents=True, exist_ok=True)
     if args.checkpoint:
-        from permutation_ad import data as pdata
+        from permutation_ad.prepare import load_split
         model, std, cfg, run = load_demo_density(args.checkpoint, args.config)
         data_dir = args.data_dir or str(run / "data")
-        split = pdata.load_split(data_dir, "qcd", "test", limit=args.jets_p30)
+        split = load_split(data_dir, "qcd", "test", limit=args.jets_p30)
         c, j = std.transform(split["constituents"], split["mask"], split["jets"])
         m, net = split["mask"].astype(np.float64), model.particle_net
         sde_cfg = model.sde.get_config()
@@ -187,9 +189,9 @@ def prepare_cases(args, work):
     if not args.skip_p200:
         d200 = Path(work) / "p200"
         d200.mkdir(parents=True, exist_ok=True)
-        from permutation_ad import data as pdata
+        from permutation_ad.preprocess import Preprocessor
         feats = embedded_qcd(args.cache_dir, args.jets_p200, 200, args.seed + 1)
-        std = pdata.Standardizer.fit(feats["constituents"], feats["mask"], feats["jets"])
+        std = Preprocessor.fit(feats["constituents"], feats["mask"], feats["jets"])
         c2, j2 = std.transform(feats["constituents"], feats["mask"], feats["jets"])
         keras.utils.set_random_seed(args.seed)
         net2 = build_set_score_net(3, 3, **PAPER_NET)
