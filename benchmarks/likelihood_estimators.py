@@ -57,7 +57,9 @@ def score_jets(model, std, split, lik, seed):
     """NLL/N (physical units) of the jets of ``split`` and the CPU seconds it took."""
     c, j = std.transform(split["constituents"], split["mask"], split["jets"])
     t0 = _cpu_seconds()
-    ll = model.log_likelihood(c, split["mask"], j, standardizer=std, lik_cfg=dict(lik), seed=seed)
+    from shared.diffusion.likelihood import LikelihoodOptions
+    ll = model.log_likelihood(c, split["mask"], j, preprocessor=std,
+                              options=LikelihoodOptions.from_config(lik), seed=seed)
     return -ll["logp"] / np.maximum(ll["n"], 1.0), _cpu_seconds() - t0, ll
 
 
@@ -75,8 +77,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    from permutation_ad import data as pdata
     from benchmarks.likelihood_speed import load_demo_density
+    from permutation_ad.prepare import load_split
 
     run = Path(args.run).resolve()
     estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
@@ -92,7 +94,7 @@ def main(argv=None):
         base = {k: v for k, v in (cfg.get("likelihood") or {}).items()
                 if k not in ("divergence", "probe", "num_probes")}
         data_dir = run / "data"
-        splits = {s: pdata.load_split(str(data_dir), s, "test", limit=args.jets) for s in SAMPLES}
+        splits = {s: load_split(data_dir, s, "test", limit=args.jets) for s in SAMPLES}
         res = {}
         for est in estimators:
             lik = dict(base, **ESTIMATORS[est])

@@ -11,9 +11,8 @@ initial noise for every sampler), and the generation-quality classifier of the p
 initialisations with the same seeds for every sampler) gives the test AUC (0.5 = perfect).
 NFE is per event and per net (jet and particle net both run ``steps`` steps).
 
-The lhco package samples through ``ddim_sample``; this benchmark swaps in
-``shared.diffusion.sampler.sample`` with the method under test for the duration of each
-generation (the package files are not changed).  Results are cached per sampler in ``--workdir``.
+Each sampler is passed to the package's own generation (``generate_events(..., solver=method)``,
+the ``generation.sampler`` setting).  Results are cached per sampler in ``--workdir``.
 """
 from __future__ import annotations
 
@@ -47,38 +46,26 @@ def parse_samplers(text):
     return out
 
 
-def generate_with(model, pre, mjj, method, steps, gcfg, seed):
+def generate_with(run, model, prep, mjj, method, steps, seed):
     """SR events from ``lhco_fullphase.sample.generate_events`` with ``method`` as the sampler."""
-    import lhco_fullphase.model as lmodel
     from lhco_fullphase.sample import generate_events
-    from shared.diffusion.sampler import sample
 
-    def sampler(eps_fn, shape, mask, cond, sde, steps, second_order=True, seed=None,
-                progress=False, **_):
-        return sample(eps_fn, shape, mask, cond, sde, method=method, steps=steps, seed=seed,
-                      progress=progress)
-
-    original = lmodel.ddim_sample
-    lmodel.ddim_sample = sampler
-    try:
-        return generate_events(model, pre, mjj, steps, True, int(gcfg.get("batch_size", 1000)), seed,
-                               float(gcfg.get("clip", 30.0)), False,
-                               bool(gcfg.get("enforce_mjj", False)))
-    finally:
-        lmodel.ddim_sample = original
+    g = run.cfg["generation"]
+    return generate_events(model, prep.pre, mjj, steps, True, int(g["batch_size"]), seed,
+                           float(g["clip"]), False, bool(g["enforce_mjj"]), solver=method)
 
 
-def quality_aucs(cfg, cpre, gen, true, inits, seed, workdir):
+def quality_aucs(run, cpre, gen, true, inits, seed, workdir):
     """Test AUCs of ``inits`` generated-vs-true classifiers (the pipeline's quality check)."""
     from lhco_fullphase.classify import features, train_and_score
     from shared import metrics
 
-    fractions = tuple((cfg.get("generation_quality") or {}).get("fractions", (0.5, 0.25, 0.25)))
     aucs = []
     for i in range(inits):
-        preds, splits, label, _ = train_and_score(cfg, os.path.join(workdir, f"init{i}"),
-                                                  features(cpre, gen), features(cpre, true), {},
-                                                  seed + 31 * i, fractions=fractions, progress=False)
+        preds, splits, label, _ = train_and_score(
+            run.cfg["classifier"], os.path.join(workdir, f"init{i}"), features(cpre, gen),
+            features(cpre, true), {}, seed + 31 * i,
+            fractions=tuple(run.key("generation_quality.fractions")), progress=False)
         aucs.append(float(metrics.auc(label[splits[2]].astype(np.int8), preds["test"])))
     return aucs
 
@@ -86,7 +73,7 @@ def quality_aucs(cfg, cpre, gen, true, inits, seed, workdir):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="finished lhco_fullphase run folder")
-    ap.add_argument("--config", default=None, help="default RUN/config.resolved.yaml")
+    ap.add_argument("--data-dir", default=None, help="the run's data folder (default RUN/data)")
     ap.add_argument("--out", default="sampler_quality.json")
     ap.add_argument("--workdir", default=None, help="per-sampler cache (default RUN/sampler_quality)")
     ap.add_argument("--samplers", default=DEFAULT_SAMPLERS)
@@ -95,24 +82,29 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    import yaml
-    from lhco_fullphase.prepare import Prepared, data_dir_for
+    from lhco_fullphase.prepare import load_prepared
+    from lhco_fullphase.sample import region_mjj, region_seed
+    from lhco_fullphase.schema import SCHEMA
     from lhco_fullphase.train import load_generator
     from shared.diffusion.sampler import sampler_nfe
+    from shared.run import Run
 
-    run = Path(args.run).resolve()
-    cfg = yaml.safe_load(Path(args.config or run / "config.resolved.yaml").read_text())
+    run_dir = Path(args.run).resolve()
+    run = Run.from_config(run_dir / "config.resolved.yaml", run_dir, SCHEMA,
+                          data_dir=args.data_dir or run_dir / "data", progress=False,
+                          save_config_as=None)
     samplers = parse_samplers(args.samplers)
-    workdir = Path(args.workdir or run / "sampler_quality")
+    workdir = Path(args.workdir or run_dir / "sampler_quality")
     workdir.mkdir(parents=True, exist_ok=True)
-    prep = Prepared(data_dir_for(cfg, str(run)))
-    cpre = prep.classifier_preprocessor(cfg)
-    gcfg = cfg["generation"]
-    n = int(args.num_events or gcfg["num_events"])
-    seed = int(gcfg.get("seed", cfg.get("seed", 0))) + args.seed
-    mjj = prep.kde(cfg).sample_sr_mjj(n, seed)
+    prep = load_prepared(run)
+    cpre = prep.classifier_preprocessor(run.cfg)   # as the pipeline's quality units
+    mjj = region_mjj(run, "sr", prep)["mjj"]
+    if args.num_events:
+        mjj = mjj[:args.num_events]
+    n = len(mjj)
+    seed = region_seed(run, "sr") + args.seed
     true = prep.take("idealized_bkg")
-    model = load_generator(cfg, str(run), prep.pre)
+    model = load_generator(run, "diffusion", prep)
     rows = []
     for method, steps in samplers:
         cache = workdir / f"{method}_{steps}.json"
@@ -121,9 +113,9 @@ def main(argv=None):
         else:
             print(f"[sampler_quality] {method} {steps} steps ...", flush=True)
             t0 = time.time()
-            gen, n_clipped = generate_with(model, prep.pre, mjj, method, steps, gcfg, seed)
+            gen, n_clipped = generate_with(run, model, prep, mjj, method, steps, seed)
             t_gen = time.time() - t0
-            aucs = quality_aucs(cfg, cpre, gen, true, args.inits, 1000 * args.seed + 7,
+            aucs = quality_aucs(run, cpre, gen, true, args.inits, 1000 * args.seed + 7,
                                 str(workdir / f"{method}_{steps}"))
             row = {"method": method, "steps": steps, "nfe": sampler_nfe(method, steps),
                    "aucs": aucs, "auc_mean": float(np.mean(aucs)),
@@ -142,7 +134,7 @@ def main(argv=None):
     scatter = ref["auc_std"] or 0.0
     ok = [r for r in rows if abs(r["auc_mean"] - ref["auc_mean"]) <= scatter]
     best = min(ok, key=lambda r: r["nfe"]) if ok else None
-    out = {"run": str(run), "reference": f"{ref['method']}:{ref['steps']}", "num_events": n,
+    out = {"run": str(run_dir), "reference": f"{ref['method']}:{ref['steps']}", "num_events": n,
            "inits": args.inits, "reference_scatter": scatter, "rows": rows,
            "fewest_nfe_within_scatter": None if best is None else f"{best['method']}:{best['steps']}",
            "fewest_nfe": None if best is None else best["nfe"]}
