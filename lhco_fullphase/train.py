@@ -258,6 +258,9 @@ def main(argv=None):
     # --model alone: that part of every full-phase-space generator (the MAF is its own job:
     # --generator lowdim); neither: every training of the run
     which = [args.generator] if args.generator else (generators(run) if args.model else None)
+    if which == ["lowdim"] and not run.key("lowdim.enabled"):
+        run.log("lowdim.enabled is false: no low-dimensional CATHODE flow to train")
+        return
     for (g, part), art in train_all(run, which, (args.model,) if args.model else PARTS).items():
         run.log(f"trained {g}/{part}: {art.path}")
 

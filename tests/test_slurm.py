@@ -25,8 +25,9 @@ PAD_DEPS = {
 }
 LHCO_DEPS = {
     "prepare": [],
-    "train-jet": ["prepare"], "train-particle": ["prepare"],
-    "sample-sr": ["train-jet", "train-particle"], "sample-sb": ["train-jet", "train-particle"],
+    "train-jet": ["prepare"], "train-particle": ["prepare"], "train-lowdim": ["prepare"],
+    "sample-sr": ["train-jet", "train-particle", "train-lowdim"],
+    "sample-sb": ["train-jet", "train-particle", "train-lowdim"],
     "classify": ["sample-sr", "sample-sb"],
     "evaluate": ["classify"],
     "figures": ["evaluate"],

@@ -15,7 +15,8 @@
 #   likelihood (array): all train-*; evaluate (merge): likelihood, classify;
 #   figures (figures + report): evaluate, baselines
 # lhco_fullphase chain:
-#   prepare; train-jet, train-particle: prepare; sample-sr, sample-sb: train-jet, train-particle;
+#   prepare; train-jet, train-particle (every generator's part), train-lowdim: prepare;
+#   sample-sr, sample-sb: train-jet, train-particle, train-lowdim;
 #   classify (array): sample-sr, sample-sb; evaluate (merge + evaluate): classify; figures: evaluate
 # Every dependent job is submitted with --kill-on-invalid-dep=yes: a failed job cancels the
 # jobs after it instead of leaving them pending.
@@ -130,8 +131,9 @@ chain_lhco_fullphase() {
     job prepare prepare - lhco_prepare.sh
     job train-jet train prepare lhco_train.sh --model jet
     job train-particle train prepare lhco_train.sh --model particle
-    job sample-sr sample train-jet,train-particle lhco_sample.sh --region sr
-    job sample-sb sample train-jet,train-particle lhco_sample.sh --region sb
+    job train-lowdim train prepare lhco_train.sh --generator lowdim
+    job sample-sr sample train-jet,train-particle,train-lowdim lhco_sample.sh --region sr
+    job sample-sb sample train-jet,train-particle,train-lowdim lhco_sample.sh --region sb
     job classify classify sample-sr,sample-sb lhco_classify.sh
     job evaluate evaluate classify lhco_evaluate.sh
     job figures figures evaluate lhco_figures.sh
