@@ -1661,7 +1661,7 @@ def _(c):
 def _(c):
     run = Path(c.fixture("lhco_retrained"))
     log = (run.parent / "lhco_retrained.log").read_text()
-    n = read_json(run / "models" / "jet" / "train_summary.json")["epochs_run"]
+    n = read_json(run / "models" / "diffusion" / "jet" / "train_summary.json")["epochs_run"]
     if n != 3:
         return Outcome("silent", f"epochs_run = {n}: the 2-epoch model was reused")
     if "training_jet.epochs" not in log and "epochs" not in log:
@@ -1678,11 +1678,11 @@ def _(c):
       "sample after the jet generator was retrained: generated events remade with a notice")
 def _(c):
     run = c.copy("lhco_retrained")
-    before = (run / "generated" / "sr.h5").stat().st_mtime_ns
+    before = (run / "generated" / "diffusion" / "sr.h5").stat().st_mtime_ns
     res = c.run(lhco_cmd(c, "sample", run, sets=["training_jet.epochs=3"]))
     if (bad := expect_success(res, "sample")):
         return bad
-    if (run / "generated" / "sr.h5").stat().st_mtime_ns == before:
+    if (run / "generated" / "diffusion" / "sr.h5").stat().st_mtime_ns == before:
         return Outcome("silent", "generated events of the old generator reused")
     return Outcome("ok", "regenerated") if "upstream" in res.text or "making it again" in res.text \
         else Outcome("silent", "regenerated without a notice")
@@ -1723,7 +1723,7 @@ def _(c):
     if (bad := expect_success(res, "sample")):
         return bad
     from lhco_fullphase.artifacts import read_generated
-    steps = read_generated(run / "generated" / "sr.h5")["attrs"]["steps"]
+    steps = read_generated(run / "generated" / "diffusion" / "sr.h5")["attrs"]["steps"]
     if int(steps) != 3:
         return Outcome("silent", f"generated file has steps={steps}")
     return Outcome("ok", "regenerated") if "generation.ddim_steps" in res.text else \
@@ -1731,10 +1731,10 @@ def _(c):
 
 
 @case("stale/lhco/generated-corrupted", "stale",
-      "a truncated generated/sr.h5, then classify: regenerated, or one line naming the file")
+      "a truncated generated/diffusion/sr.h5, then classify: regenerated, or one line naming the file")
 def _(c):
     run = c.copy("lhco_run")
-    truncate(run / "generated" / "sr.h5")
+    truncate(run / "generated" / "diffusion" / "sr.h5")
     shutil.rmtree(run / "classify")
     res = c.run(lhco_cmd(c, "classify", run))
     if res.rc == 0:
@@ -1838,10 +1838,10 @@ def _(c):
       "SIGKILL during the jet generator's training, then the same command: resumes, no restart")
 def _(c):
     run = c.copy("lhco_run")
-    shutil.rmtree(run / "models" / "jet")
+    shutil.rmtree(run / "models" / "diffusion" / "jet")
     cmd = lhco_cmd(c, "train", run, "--model", "jet", sets=["training_jet.epochs=30",
                                                             "training_jet.patience=40"])
-    state = run / "models" / "jet" / "checkpoints" / "last" / "state.json"
+    state = run / "models" / "diffusion" / "jet" / "checkpoints" / "last" / "state.json"
     ok, epoch, _ = _kill_train(c, cmd, state)
     if not ok:
         return Outcome("broken", "training ended before it could be killed")
@@ -1856,10 +1856,10 @@ def _(c):
       "SIGINT during lhco training: exit 130, one line naming the last checkpoint")
 def _(c):
     run = c.copy("lhco_run")
-    shutil.rmtree(run / "models" / "particle")
+    shutil.rmtree(run / "models" / "diffusion" / "particle")
     cmd = lhco_cmd(c, "train", run, "--model", "particle", sets=["training_particle.epochs=40",
                                                                   "training_particle.patience=50"])
-    state = run / "models" / "particle" / "checkpoints" / "last" / "state.json"
+    state = run / "models" / "diffusion" / "particle" / "checkpoints" / "last" / "state.json"
     ok, epoch, res = _kill_train(c, cmd, state, min_epoch=1, sig=signal.SIGINT)
     if not ok:
         return Outcome("broken", "training ended before it could be interrupted")
@@ -1882,7 +1882,7 @@ def _(c):
     if (bad := expect_success(res, "sample again")):
         return bad
     import h5py
-    with h5py.File(run / "generated" / "sr.h5") as f:
+    with h5py.File(run / "generated" / "diffusion" / "sr.h5") as f:
         n = f["mjj"].shape[0]
     return Outcome("ok", f"{n} SR events") if n == 60 else Outcome("silent", f"{n} SR events, want 60")
 
