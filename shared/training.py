@@ -59,8 +59,9 @@ _NONNEG_FLOAT = ("learning_rate", "min_learning_rate", "warmup_epochs", "weight_
                  "min_delta")
 _BOOLS = ("scale_lr_by_world_size", "validation_use_ema", "deterministic", "drop_remainder",
           "progress", "tensorboard")
-# jit_compile: auto per device type. CPU: measured by benchmarks/train_step.py (docs/core.md,
-# "Speed"); GPU: XLA for the gradient only, Horovod's allreduce stays outside (SPEC §8).
+# jit_compile: auto per device type. CPU: off (benchmarks/train_step.py measured the XLA gradient
+# at 0.3-0.6x the steps/s of the plain graph on the demo nets); GPU: XLA for the gradient only,
+# Horovod's allreduce stays outside (SPEC §8).
 JIT_AUTO = {"CPU": False, "GPU": True}
 
 
