@@ -157,6 +157,19 @@ def test_mlled_effective_dimension_recovers_manifold(dim):
         assert v.shape == (10,) and np.all(v[5:] > v[:5].max()), name
 
 
+def test_kmeans_scores_stay_finite_with_one_member_clusters():
+    """k = 100 on few jets (the paper smoke: ~900) leaves clusters of one point, ρ = 0; the
+    MLL scores were inf/NaN there."""
+    from permutation_ad.baselines.kmeans import KMeansScorer
+
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.normal(size=(60, 5)), 50.0 + rng.normal(size=(1, 5)), -50.0 + rng.normal(size=(1, 5))]
+    s = KMeansScorer(k=10, n_init=2, seed=0).fit(x)
+    assert s.counts.min() == 1
+    for name, v in s.scores(np.r_[x, rng.normal(size=(5, 5))]).items():
+        assert np.all(np.isfinite(v)), name
+
+
 def test_inn_logdet_is_the_jacobian():
     import tensorflow as tf
 

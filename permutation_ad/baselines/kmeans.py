@@ -63,6 +63,10 @@ class KMeansScorer:
         if np.any(self.counts == 0):
             raise RuntimeError("kmeans: empty cluster after fitting")
         self.rho = np.bincount(lab, weights=own, minlength=self.k) / self.counts
+        # a one-member cluster (few jets per cluster, e.g. a smoke run) has ρ = 0: floor it so
+        # that log ρ and the MLL scores stay finite
+        positive = self.rho[self.rho > 0]
+        self.rho = np.maximum(self.rho, 1e-6 * (np.median(positive) if positive.size else 1.0))
         self.sigma = np.sqrt(np.bincount(lab, weights=(own - self.rho[lab]) ** 2,
                                          minlength=self.k) / self.counts)
         self.sigma = np.maximum(self.sigma, 1e-12 * max(self.rho.max(), 1e-300))
