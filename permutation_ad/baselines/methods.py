@@ -139,6 +139,14 @@ def _power_id(p):
     return "n" + f"{p:g}".replace(".", "p")
 
 
+def score_note(method_type, score_id):
+    """A fixed caveat printed beside a score in the tables ("" for most scores)."""
+    if method_type == "inn" and score_id == "log":
+        return ("reweighting meant for signals with less structure than QCD (paper Sec. 5, "
+                "Fig. 13); it favours low-EFP jets, so AUC < 0.5 is expected on jets with more structure")
+    return ""
+
+
 def _power_label(p):
     if p == 0:
         return "log x"

@@ -32,7 +32,7 @@ from shared.io import atomic_savez, atomic_write_json, atomic_write_text
 from .benchmarks import check_benchmark, darkjet_benchmark
 from .config import baselines_config, check_baselines_section, method_config
 from .jetset import fingerprint, n_jets
-from .methods import FeatureCache, run_method
+from .methods import FeatureCache, run_method, score_note
 from .report import (SIGNAL_TITLES, draw_figures, markdown_table, orient_reference,
                      published_rows, score_metrics)
 
@@ -138,7 +138,7 @@ def _rows_for_signal(bname, signal, methods, extra, extra_times, bench, mcfg_met
         for sid, lab in r["labels"].items():
             add(f"{name}_{sid}", lab, "reference (single observable)" if is_ref else "baseline",
                 r["scores"]["background"][sid], r["scores"][signal][sid],
-                None if is_ref else r["train_time_s"])
+                None if is_ref else r["train_time_s"], score_note(r["type"], sid))
     rows += published_rows(signal)
     return rows, curves
 
