@@ -75,9 +75,11 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--min-background", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--solver", default=None,
+                    help="METHOD:RTOL:ATOL instead of the run's likelihood solver (e.g. RK23:1e-3:1e-4)")
     args = ap.parse_args(argv)
 
-    from benchmarks.likelihood_speed import load_demo_density
+    from benchmarks.likelihood_speed import load_demo_density, parse_solver
     from permutation_ad.prepare import load_split
 
     run = Path(args.run).resolve()
@@ -93,6 +95,9 @@ def main(argv=None):
         model.eps_fns = lambda fns=fns: fns
         base = {k: v for k, v in (cfg.get("likelihood") or {}).items()
                 if k not in ("divergence", "probe", "num_probes")}
+        if args.solver:
+            base.update(parse_solver(args.solver))
+        out["solver"] = {k: base.get(k) for k in ("method", "rtol", "atol", "t_eps")}
         data_dir = run / "data"
         splits = {s: load_split(data_dir, s, "test", limit=args.jets) for s in SAMPLES}
         res = {}
