@@ -218,7 +218,7 @@ def prepare_cases(args, work):
     out = []
     for d, net, c, m, j, sde_cfg, source in cases:
         net.save(d / "net.keras")
-        probes = draw_probes(LikelihoodOptions(), c.shape, m, args.seed)
+        probes = draw_probes(LikelihoodOptions(probe="gaussian"), c.shape, m, args.seed)   # the paper's
         np.savez(d / "jets.npz", x=c.astype(np.float32), mask=m.astype(np.float32),
                  cond=j.astype(np.float32), probes=probes)
         (d / "case.json").write_text(json.dumps({

@@ -87,11 +87,12 @@ def test_hutchinson_is_unbiased_and_seeded():
     x, mask = _sets(rng, b=2, p=3, f=2)
     eps_fn = gaussian_eps_fn(sde, 0.0, 0.5)
     true = (norm.logpdf(x, 0.0, 0.5) * mask[..., None]).sum((1, 2))
-    est = np.stack([log_likelihood(eps_fn, x, mask, None, sde, seed=k).logp for k in range(40)])
+    est = np.stack([log_likelihood(eps_fn, x, mask, None, sde, seed=k, probe="gaussian").logp
+                    for k in range(40)])
     se = est.std(0, ddof=1) / np.sqrt(len(est))
     assert np.all(np.abs(est.mean(0) - true) < 4 * se + 1e-2)
     assert est.std(0).min() > 0.05  # Gaussian probes do vary
-    again = log_likelihood(eps_fn, x, mask, None, sde, seed=3).logp
+    again = log_likelihood(eps_fn, x, mask, None, sde, seed=3, probe="gaussian").logp
     np.testing.assert_array_equal(again, est[3])
 
 

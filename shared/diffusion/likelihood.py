@@ -38,7 +38,8 @@ class LikelihoodOptions:
     """Validated options of :func:`log_likelihood` (the config's ``likelihood:`` section)."""
 
     divergence: str = "hutchinson"   # hutchinson (paper) | exact (trace of the Jacobian)
-    probe: str = "gaussian"          # Hutchinson probe: gaussian (paper) | rademacher
+    probe: str = "rademacher"        # Hutchinson probe: rademacher (3x lower per-jet std at the
+    #                                  same cost, benchmarks/likelihood_estimators.py) | gaussian (paper)
     num_probes: int = 1              # Hutchinson: mean of k probes per set (fixed per solve)
     method: str = "RK45"             # RK45 | RK23 (graph); any solve_ivp method (scipy)
     rtol: float = 1e-4
