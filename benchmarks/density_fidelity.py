@@ -113,7 +113,7 @@ def exact_score_study(gmm, sde, args, rng):
     a1, s1 = sde.marginal(1.0)
     lp1_true = np.sum(gmm.logpdf_particles(ex.latent, a1, s1) * mask, axis=1)
     ode_only = ex.logp - sde.prior_logp(ex.latent, mask) + lp1_true
-    hut = [log_likelihood(eps_fn, x, mask, None, sde, divergence="hutchinson",
+    hut = [log_likelihood(eps_fn, x, mask, None, sde, divergence="hutchinson", probe="gaussian",
                           seed=args.seed * 1000 + k, **common).logp
            for k in tqdm(range(args.n_probes), desc="Hutchinson (analytic score)")]
     hut = np.stack(hut)
@@ -262,7 +262,8 @@ def permutation_study(gmm, sde, net, args, rng):
     xb = np.repeat(xs[:, :, None], n_est, axis=2).reshape(-1, args.n_max, 3)
     mb = np.ones(xb.shape[:2])
     res = log_likelihood(eps_fn_from_model(net), xb, mb, None, sde, divergence="hutchinson",
-                         rtol=args.rtol, atol=args.atol, t_eps=args.t_eps, seed=args.seed + 17)
+                         probe="gaussian", rtol=args.rtol, atol=args.atol, t_eps=args.t_eps,
+                         seed=args.seed + 17)
     nll = -res.logp.reshape(args.perm_sets, n_perm, n_est)
     mean, std = nll.mean(-1), nll.std(-1, ddof=1)
     worst_se, worst_std = 0.0, 0.0

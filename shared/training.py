@@ -61,8 +61,8 @@ _BOOLS = ("scale_lr_by_world_size", "validation_use_ema", "deterministic", "drop
           "progress", "tensorboard")
 # jit_compile: auto per device type. CPU: off — benchmarks/train_step.py (2026-11-30, two runs)
 # found no consistent gain: XLA/graph steps/s 0.91-1.16x (permutation_ad demo net), 0.94-1.46x
-# (its paper net), 1.23-1.25x (lhco demo), 1.09x (lhco paper); docs/training.md. GPU: XLA for the
-# gradient only, Horovod's allreduce stays outside (SPEC §8).
+# (its paper net), 1.23-1.25x (lhco demo), 0.96-1.09x (lhco paper); docs/training.md.
+# GPU: XLA for the gradient only, Horovod's allreduce stays outside (SPEC §8).
 JIT_AUTO = {"CPU": False, "GPU": True}
 
 

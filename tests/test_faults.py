@@ -252,9 +252,12 @@ def test_sigint_is_one_line_naming_the_last_checkpoint(tmp_path):
             "import importlib.util as u; s = u.spec_from_file_location('toy', %r); "
             "m = u.module_from_spec(s); s.loader.exec_module(m); run_cli(m.main, sys.argv[1:])"
             % str(REPO / "tests" / "toy_train.py"))
+    # a shell's background job (`pytest &`) inherits SIGINT ignored, and Python then keeps it
+    # ignored: restore the default so the child sees Ctrl-C as a user would
     proc = subprocess.Popen([sys.executable, "-c", code, "--config", str(cfg), "--out",
                              str(tmp_path / "o")], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline and not (tmp_path / "o/checkpoints/last/state.json").exists():
         time.sleep(0.5)
