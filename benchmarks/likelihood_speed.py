@@ -58,7 +58,7 @@ def parse_solver(text):
         method, rtol, atol = text.split(":")
         return {"method": method, "rtol": float(rtol), "atol": float(atol), "t_eps": TOL["t_eps"]}
     except ValueError:
-        raise SystemExit(f"likelihood_speed: --ours must be METHOD:RTOL:ATOL, got {text!r}")
+        raise SystemExit(f"solver must be METHOD:RTOL:ATOL (e.g. RK23:1e-3:1e-4), got {text!r}")
 
 
 # ----------------------------------------------------------------------------- reference path --
