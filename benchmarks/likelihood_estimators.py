@@ -15,10 +15,8 @@ seeds on ``--std-jets`` QCD jets.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,6 +25,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
+
+from shared.io import atomic_write_json
 
 ESTIMATORS = {
     "gaussian_1": {"divergence": "hutchinson", "probe": "gaussian", "num_probes": 1},
@@ -47,20 +47,16 @@ def detection_metrics(nll_bkg, nll_sig, min_background):
                                            nan=0.0))}
 
 
-def _cpu_seconds():
-    import resource
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def score_jets(model, std, split, lik, seed):
     """NLL/N (physical units) of the jets of ``split`` and the CPU seconds it took."""
-    c, j = std.transform(split["constituents"], split["mask"], split["jets"])
-    t0 = _cpu_seconds()
+    from benchmarks.likelihood_speed import cpu_seconds
     from shared.diffusion.likelihood import LikelihoodOptions
+
+    c, j = std.transform(split["constituents"], split["mask"], split["jets"])
+    t0 = cpu_seconds()
     ll = model.log_likelihood(c, split["mask"], j, preprocessor=std,
                               options=LikelihoodOptions.from_config(lik), seed=seed)
-    return -ll["logp"] / np.maximum(ll["n"], 1.0), _cpu_seconds() - t0, ll
+    return -ll["logp"] / np.maximum(ll["n"], 1.0), cpu_seconds() - t0, ll
 
 
 def main(argv=None):
@@ -143,7 +139,7 @@ def main(argv=None):
         for row in res.values():
             row.pop("nll_per_particle")
         out["densities"][density] = res
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    atomic_write_json(args.out, out)
     return out
 
 

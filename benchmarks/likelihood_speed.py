@@ -45,6 +45,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import numpy as np
 
+from shared.io import atomic_write_json
+
 PAPER_NET = {"width": 128, "num_blocks": 6, "num_heads": 2, "ffn_dim": 512}
 DEMO_NET = {"width": 64, "num_blocks": 2, "num_heads": 2, "ffn_dim": 128}
 TOL = {"method": "RK45", "rtol": 1e-4, "atol": 1e-5, "t_eps": 1e-5}   # the paper's
@@ -108,7 +110,7 @@ def _rss_mb():
     return float("nan")
 
 
-def _cpu_seconds():
+def cpu_seconds():
     """User + system CPU time of this process (all threads): less sensitive than wall time to
     other processes sharing the cores."""
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -221,10 +223,10 @@ def prepare_cases(args, work):
         probes = draw_probes(LikelihoodOptions(probe="gaussian"), c.shape, m, args.seed)   # the paper's
         np.savez(d / "jets.npz", x=c.astype(np.float32), mask=m.astype(np.float32),
                  cond=j.astype(np.float32), probes=probes)
-        (d / "case.json").write_text(json.dumps({
+        atomic_write_json(d / "case.json", {
             "sde": sde_cfg, "source": source, "num_particles": int(c.shape[1]),
             "num_jets": int(len(c)), "mean_multiplicity": float(m.sum(1).mean()),
-            "net_weights": int(net.count_params())}))
+            "net_weights": int(net.count_params())})
         out.append(d)
     return out
 
@@ -250,7 +252,7 @@ def run_path(case_dir, path, repeats=2, ours=None):
     runs = []
     for _ in range(repeats if path == "ours" else 1):
         load0 = os.getloadavg()[0]
-        cpu0 = _cpu_seconds()
+        cpu0 = cpu_seconds()
         t0 = time.perf_counter()
         if path == "original":
             logp, nfe = original_style_logp(eps_fn, sde, x, m, cond, probes[:, 0], **TOL)
@@ -261,7 +263,7 @@ def run_path(case_dir, path, repeats=2, ours=None):
                                  solver="scipy" if path == "scipy" else "graph", **tol)
             logp = res.logp
             nfe_jet = float(res.nfe if res.nfe_per_set is None else res.nfe_per_set.mean())
-        runs.append({"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu_seconds() - cpu0,
+        runs.append({"seconds": time.perf_counter() - t0, "cpu_seconds": cpu_seconds() - cpu0,
                      "load_avg_1min": load0, "nfe_per_jet": nfe_jet})
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {"path": path, "runs": runs, "peak_rss_mb": peak, "rss_before_mb": rss0,
@@ -271,7 +273,7 @@ def run_path(case_dir, path, repeats=2, ours=None):
 
 def _child(case_dir, path, result, repeats, ours):
     res = run_path(case_dir, path, repeats, parse_solver(ours))
-    Path(result).write_text(json.dumps(res))
+    atomic_write_json(result, res)
 
 
 def summarise(case, results, references=("original", "tight")):
@@ -378,8 +380,7 @@ def main(argv=None):
             out[f"mean_abs_dnll_per_particle_{key}_paper_tol"] = same["mean_abs_dnll_per_particle_vs_original"]
     out["seconds_total"] = time.time() - t_start
     out["load_avg_end"] = os.getloadavg()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    atomic_write_json(args.out, out)
     print_table(out)
     return out
 

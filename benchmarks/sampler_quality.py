@@ -30,6 +30,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import numpy as np
 
+from shared.io import atomic_write_json
+
 DEFAULT_SAMPLERS = ("ddim_heun:512,ddim:512,ddim:128,ddim:64,ddim_heun:64,ddim_heun:32,"
                     "dpm_solver_2m:128,dpm_solver_2m:64,dpm_solver_2m:32,dpm_solver_2m:16")
 
@@ -122,7 +124,7 @@ def main(argv=None):
                    "auc_std": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else None,
                    "generation_seconds": t_gen, "n_clipped": int(n_clipped),
                    "num_events": n, "load_avg_1min": os.getloadavg()[0]}
-            cache.write_text(json.dumps(row))
+            atomic_write_json(cache, row)
         rows.append(row)
         print(f"  {method:14} steps {steps:4d}  NFE {row['nfe']:5d}  AUC {row['auc_mean']:.3f} "
               f"± {row['auc_std'] or 0:.3f}  ({row['generation_seconds']:.0f} s)", flush=True)
@@ -138,7 +140,7 @@ def main(argv=None):
            "inits": args.inits, "reference_scatter": scatter, "rows": rows,
            "fewest_nfe_within_scatter": None if best is None else f"{best['method']}:{best['steps']}",
            "fewest_nfe": None if best is None else best["nfe"]}
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    atomic_write_json(args.out, out)
     print(f"\nreference {out['reference']} AUC {ref['auc_mean']:.3f} ± {scatter:.3f}; fewest NFE "
           f"within that scatter: {out['fewest_nfe_within_scatter']} (NFE {out['fewest_nfe']})")
     return out

@@ -13,7 +13,6 @@ that machine load affects them alike; the ratio is the robust number.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -26,6 +25,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
+
+from shared.io import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ("pad_demo", "pad_paper", "lhco_demo", "lhco_paper")
@@ -52,7 +53,6 @@ def build_case(name, rng, batch_size=None):
         mask = _masks(rng, b, p)
         batch = {"constituents": rng.standard_normal((b, p, 3)).astype(np.float32) * mask[..., None],
                  "mask": mask, "jets": rng.standard_normal((b, nj)).astype(np.float32)}
-        nets = {"particle_net": cfg["model"]["particle_net"], "jet_net": cfg["model"]["jet_net"]}
     else:
         from lhco_fullphase.model import DijetDiffusion
         cfg = load_config(ROOT / "lhco_fullphase" / "configs" / f"{size}.yaml")
@@ -63,7 +63,7 @@ def build_case(name, rng, batch_size=None):
         batch = {"jets": rng.standard_normal((b, 2, 5)).astype(np.float32),
                  "particles": rng.standard_normal((b, 2, p, 3)).astype(np.float32) * mask[..., None],
                  "mask": mask, "mjj": rng.uniform(-1, 1, b).astype(np.float32)}
-        nets = {"particle_net": cfg["model"]["particle_net"], "jet_net": cfg["model"]["jet_net"]}
+    nets = {"particle_net": cfg["model"]["particle_net"], "jet_net": cfg["model"]["jet_net"]}
     return model, batch, {"num_particles": p, "batch_size": b, "nets": nets}
 
 
@@ -141,7 +141,7 @@ def main(argv=None):
               f"{r['steps_per_s_graph']:.2f} steps/s, XLA {r['steps_per_s_xla']:.2f} steps/s "
               f"(x{r['xla_speedup']:.2f}; warm-up {r['warmup_seconds_graph']:.0f} s / "
               f"{r['warmup_seconds_xla']:.0f} s)", flush=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    atomic_write_json(args.out, out)
     return out
 
 

@@ -7,8 +7,9 @@
   incl. N, mjj); both jets go through the same network (jet axis folded into the batch).
 
 Both are ``shared.layers.build_set_score_net`` noise predictors trained with
-``shared.diffusion.losses.dsm_loss``; sampling uses ``shared.diffusion.sampler.sample`` (DDIM by default) (jets first, then the
-multiplicity N of each generated jet fixes its particle mask: the first N slots).
+``shared.diffusion.losses.dsm_loss``; sampling uses ``shared.diffusion.sampler.sample`` (DDIM by
+default; jets first, then the multiplicity N of each generated jet fixes its particle mask: the
+first N slots).
 """
 from __future__ import annotations
 

@@ -6,8 +6,9 @@ units; and the low-dimensional CATHODE features in the SR.
     horovodrun -np 4 python -m lhco_fullphase.sample ...    # the chunks spread over 4 ranks
 
 Samplers: ``diffusion`` — ``generation.sampler`` (ddim | ddim_heun | dpm_solver_2m; null = DDIM,
-+ Heun 2nd order with ``generation.second_order``) with ``generation.ddim_steps`` steps; ``flow_matching`` — the ODE with ``flow_model.steps`` and
-``flow_model.solver``. Both generators generate at the same mjj values with the same seeds.
++ Heun 2nd order with ``generation.second_order``) with ``generation.ddim_steps`` steps;
+``flow_matching`` — the ODE with ``flow_model.steps`` and ``flow_model.solver``. Both generators
+generate at the same mjj values with the same seeds.
 
 ``sr``: ``generation.num_events`` events at mjj drawn from the SR KDE (``kde``); the synthetic
 background of the weak-supervision scan. ``sb``: one event per ``sb_val`` event (at most
@@ -36,8 +37,9 @@ Output ``OUT/generated/<generator>/<region>.h5`` (h5py, written atomically; form
 * ``particles`` (N, 2, P, 3) float32 — pT_rel = pT/pT_jet, Δη, Δφ; pT-ordered, 0 at padding
 * ``mask`` (N, 2, P) bool, ``mjj`` (N,) float64 [GeV]
 * ``sb_event_id`` (N,) int64 (region sb only): the true event whose mjj was used
-* attributes: generator, region, steps, solver (flow matching) or second_order (diffusion),
-  seed, use_ema, clip, n_clipped, enforce_mjj, jet_features, particle_features.
+* attributes: generator, region, steps, second_order (diffusion; None for flow matching), solver
+  (``generation.sampler`` or ``flow_model.solver``), seed, use_ema, clip, n_clipped, enforce_mjj,
+  jet_features, particle_features.
 
 Values are the inverse preprocessing of what the networks produced; only network-space values
 beyond ±``generation.clip`` standard deviations (default 30: failed samples, e.g. of an
@@ -70,7 +72,7 @@ def generate_events(model, pre, mjj, steps, second_order, batch_size, seed, clip
 
     ``enforce_mjj``: scale both jets' pT and m by mjj / m(j₀ + j₁), so that the generated jets
     have exactly the dijet mass they were generated at (η, φ, N and the particles, which are
-    relative to the jet, are unchanged). ``solver``: passed to ``model.sample`` when given."""
+    relative to the jet, are unchanged). ``solver``: passed to ``model.sample`` (None: its default)."""
     from tqdm.auto import tqdm
 
     from lhco_fullphase.events import dijet_mass, sort_by_pt
@@ -87,8 +89,7 @@ def generate_events(model, pre, mjj, steps, second_order, batch_size, seed, clip
             return np.rint(jets[..., 4])
 
         s = seed + BATCH_SEED_STRIDE * k
-        g = model.sample(mx, n_from_jets, steps, second_order=second_order, seed=s,
-                         **({} if solver is None else {"solver": solver}))
+        g = model.sample(mx, n_from_jets, steps, second_order=second_order, seed=s, solver=solver)
         for key in ("jets", "particles"):
             bad = ~(np.abs(g[key]) <= clip)
             n_clipped += int(bad.sum())
@@ -110,18 +111,14 @@ def generate_events(model, pre, mjj, steps, second_order, batch_size, seed, clip
 # the region's events: mjj values, chunks, fingerprints
 # ---------------------------------------------------------------------------------------------
 
-def sampler(run, generator) -> tuple[int, bool | None]:
-    """(steps, second_order) of ``model.sample``: DDIM steps and Heun for diffusion; the ODE
-    steps and ``None`` (= ``flow_model.solver``) for flow matching."""
+def sampler(run, generator) -> tuple[int, bool | None, str | None]:
+    """(steps, second_order, solver) of ``model.sample``. Diffusion: ``generation.ddim_steps``,
+    ``generation.second_order`` and ``generation.sampler`` (None: DDIM, Heun by
+    ``second_order``); flow matching: ``flow_model.steps``, None and ``flow_model.solver``."""
     if generator == "diffusion":
-        return int(run.key("generation.ddim_steps")), bool(run.key("generation.second_order"))
-    return int(run.key("flow_model.steps")), None
-
-
-def sampler_solver(run, generator) -> str | None:
-    """The diffusion sampler ``generation.sampler`` (None: DDIM, Heun by ``second_order``);
-    None for flow matching (its ``flow_model.solver``)."""
-    return run.key("generation.sampler") if generator == "diffusion" else None
+        return (int(run.key("generation.ddim_steps")), bool(run.key("generation.second_order")),
+                run.key("generation.sampler"))
+    return int(run.key("flow_model.steps")), None, run.key("flow_model.solver")
 
 
 def region_seed(run, region) -> int:
@@ -184,10 +181,9 @@ def generated_artifact(run, generator, region, prep=None, chunk=None):
 
 def generation_attrs(run, generator, region, n_clipped) -> dict:
     g = run.cfg["generation"]
-    steps, second_order = sampler(run, generator)
+    steps, second_order, solver = sampler(run, generator)
     return {"generator": generator, "region": region, "steps": steps, "second_order": second_order,
-            "solver": run.key("flow_model.solver") if generator == "flow_matching" else
-            sampler_solver(run, generator),
+            "solver": solver,
             "seed": region_seed(run, region), "use_ema": bool(g["use_ema"]), "n_clipped": int(n_clipped),
             "clip": float(g["clip"]), "enforce_mjj": bool(g["enforce_mjj"])}
 
@@ -251,12 +247,12 @@ def compute_chunk(run, generator, region, chunk, prep) -> None:
     g = run.cfg["generation"]
     c, lo, hi = chunk
     mjj = region_mjj(run, region, prep)
-    steps, second_order = sampler(run, generator)
+    steps, second_order, solver = sampler(run, generator)
     arrays, n_clipped = generate_events(
         load_generator(run, generator, prep), prep.pre, mjj["mjj"][lo:hi], steps, second_order,
         int(g["batch_size"]), region_seed(run, region), float(g["clip"]), progress=False,
         enforce_mjj=bool(g["enforce_mjj"]), first_batch=lo // int(g["batch_size"]),
-        solver=sampler_solver(run, generator))
+        solver=solver)
     if "sb_event_id" in mjj:
         arrays["sb_event_id"] = mjj["sb_event_id"][lo:hi]
     art = generated_artifact(run, generator, region, prep, chunk)

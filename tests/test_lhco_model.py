@@ -114,7 +114,7 @@ def test_generated_events_ordered_and_mjj_enforced():
     class StandIn:
         num_particles = P
 
-        def sample(self, mx, n_from_jets, steps, second_order=True, seed=0):
+        def sample(self, mx, n_from_jets, steps, second_order=True, seed=0, solver=None):
             i = np.arange(len(mx)) + self.offset
             self.offset += len(mx)
             return {"jets": jx[i][:, ::-1], "particles": px[i][:, :, shuffled], "mask": a["mask"][i][:, :, shuffled]}

@@ -69,10 +69,6 @@ class LikelihoodOptions:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes) -> "LikelihoodOptions":
-        """A copy with ``changes`` applied, validated."""
-        return LikelihoodOptions.from_config({**self.as_dict(), **changes})
-
     def validate(self, source=None, prefix: str = "likelihood") -> None:
         def bad(key, what):
             return ConfigError(source, f"{prefix}.{key}", f"{what}, got {getattr(self, key)!r}")

@@ -126,7 +126,7 @@ def dpm_solver_2m_sample(eps_fn, shape, mask, cond, sde, steps, seed=None, t_min
             d = (1.0 + 0.5 / r) * d0 - (0.5 / r) * prev
         x = (sigma[i] / sigma[i - 1]) * x - alpha[i] * np.expm1(-h) * d
         prev = d0
-    return (x0_at(x, steps) * m3).astype(np.float32)
+    return x0_at(x, steps).astype(np.float32)            # x0_at masks already
 
 
 METHODS = ("ddim", "ddim_heun", "dpm_solver_2m")
